@@ -1,0 +1,234 @@
+// The one target interface. Every implementation (the reference model, the native back-ends, an external
+// driver speaking conformance/PROTOCOL.md) sits behind it, and every requirement in spec/ is written only
+// against it. Keep this file free of implementation code: it is the contract.
+//
+// Conventions
+// - Every method is async: a target may live in another process.
+// - Handles (ports, sockets, pools) are small integers chosen by the target, unique within one target
+//   instance until reset().
+// - A method that is called with bad arguments rejects with a TargetError whose code is 'invalid'.
+// - A method that needs a capability the target lacks rejects with code 'unsupported'.
+
+/** Portable completion statuses. The native error code travels beside them (Packet.nativeError). */
+export const STATUSES = [
+  'ok',
+  'eof',
+  'aborted',
+  'reset',
+  'refused',
+  'pool-exhausted',
+  'timeout',
+  'closed',
+  'invalid',
+] as const;
+export type Status = (typeof STATUSES)[number];
+
+/**
+ * Capabilities a target may declare in info().capabilities. A requirement names the capabilities it needs;
+ * the runner reports it `unsupported` (never skipped silently) when one is missing.
+ */
+export const CAPABILITIES = {
+  /** create/post/dequeue/close on a completion port. */
+  port: 'port',
+  /** dequeueMany (GetQueuedCompletionStatusEx-like). */
+  portBatch: 'port.batch',
+  /** runWorkers: worker programs on threads (real OS threads or the model's virtual threads). */
+  workers: 'workers',
+  /** The 'block' step: a blocking region that releases the thread's concurrency slot (Windows does this in the kernel). */
+  blockingRegion: 'workers.blocking-region',
+  /** Worker threads are real OS threads (traces are measured, not simulated). */
+  realThreads: 'workers.real-threads',
+  /** Sockets (listen/accept/connect/recv/send/shutdown/close/cancel) completing through the port. */
+  sockets: 'sockets',
+  /** Zero-length receive as a readiness probe. */
+  zeroLengthProbe: 'sockets.zero-length-probe',
+  /** Opt-in exposure of short send completions. */
+  partialSendMode: 'sockets.partial-send-mode',
+  /** Deterministic fault injection (cap bytes per call, fail the Nth call). */
+  faultInjection: 'fault-injection',
+  /** Buffer pools and pool-backed receives. */
+  pool: 'pool',
+  /** Session pools (connection limits). */
+  sessionPool: 'pool.sessions',
+  /** Packet framing codec (decode/encode of the seeds' game packet). */
+  framing: 'framing',
+  /** Skip-on-success mode: synchronous successes queue no packet. */
+  skipOnSuccess: 'sockets.skip-on-success',
+} as const;
+export type Capability = (typeof CAPABILITIES)[keyof typeof CAPABILITIES];
+
+export interface TargetInfo {
+  /** Implementation name, e.g. "cpspec-model", "cpspec-native". */
+  name: string;
+  version: string;
+  /** Back-end in use, e.g. "model", "epoll", "uring", "iocp", "wine-iocp". */
+  backend: string;
+  capabilities: string[];
+  /** Why a back-end was chosen or rejected (e.g. "io_uring denied: EPERM; using epoll"). */
+  notes?: string[];
+  /** Number of hardware threads as seen by the target (used to resolve concurrency 0). */
+  hardwareThreads: number;
+}
+
+export type PortId = number;
+
+export interface Packet {
+  key: number;
+  bytes: number;
+  /** Opaque value returned unchanged (the OVERLAPPED pointer / user_data analogue). Safe integer. */
+  token: number;
+  status: Status;
+  /** Native error code beside the portable status: errno on Linux, GetLastError()/NTSTATUS on Windows; 0 if none. */
+  nativeError: number;
+}
+
+export type DequeueResult =
+  | { kind: 'packet'; packet: Packet }
+  | { kind: 'timeout' }
+  | { kind: 'closed' };
+
+export type DequeueManyResult =
+  | { kind: 'packets'; packets: Packet[] }
+  | { kind: 'timeout' }
+  | { kind: 'closed' };
+
+export interface PostOptions {
+  key: number;
+  bytes?: number; // default 0
+  token?: number; // default 0
+  /** Status carried by the packet (a failed-I/O packet); default 'ok'. */
+  status?: Status;
+  nativeError?: number;
+}
+
+/** Timeouts are in milliseconds: 0 = poll, -1 = infinite, otherwise 1..2^31-1. Anything else is 'invalid'. */
+export const INFINITE = -1;
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+// ---------------------------------------------------------------------------------------------------------
+// Worker programs: threads that run a small program against one port and record a trace. Concurrency
+// requirements are checked on these traces, so on native targets they are measured on real OS threads.
+// ---------------------------------------------------------------------------------------------------------
+
+export type WorkerStep =
+  /**
+   * Record 'wait', then dequeue (max > 1: dequeueMany). Records one 'got' per packet (key), or 'timeout' or
+   * 'closed'; on 'timeout' or 'closed' the worker records 'exit' and stops.
+   */
+  | { op: 'dequeue'; timeoutMs: number; max?: number }
+  /** Busy work for `us` microseconds (the thread keeps its slot). */
+  | { op: 'spin'; us: number }
+  /** Sleep `us` microseconds outside any blocking region (the thread keeps its slot if it holds one). */
+  | { op: 'sleep'; us: number }
+  /** Sleep `us` microseconds inside a blocking region: records 'block-enter' before and 'block-leave' after. */
+  | { op: 'block'; us: number }
+  /**
+   * Post `count` (default 1) packets with keys key + iteration*count + i (i in 0..count-1), bytes = `bytes`
+   * (default 0), token = the key. Records one 'post' per packet (key), before posting it.
+   */
+  | { op: 'post'; key: number; count?: number; bytes?: number };
+
+export interface WorkerProgram {
+  steps: WorkerStep[];
+  /** Times to run the steps; -1 = until a dequeue step times out or sees 'closed'. Default 1. */
+  repeat?: number;
+}
+
+export interface RunWorkersOptions {
+  /** Close the port this many ms after all workers have started (-1 = never; default -1). */
+  closeAfterMs?: number;
+  /** Whole-run limit in ms; workers still running then are reported (the target must not hang). Default 30000. */
+  deadlineMs?: number;
+}
+
+/** Event codes in a trace. Numeric so traces can be compact (typed arrays, JSON number arrays). */
+export const TRACE_EVENTS = {
+  start: 0, // thread started (key unused)
+  wait: 1, // about to call dequeue
+  got: 2, // dequeued a packet: key
+  timeout: 3, // dequeue timed out
+  closed: 4, // dequeue saw the port closed
+  'block-enter': 5,
+  'block-leave': 6,
+  post: 7, // about to post: key
+  exit: 8, // thread leaves
+  'port-closed': 9, // the harness closed the port (thread = -1 in JSON, 65535 in typed arrays)
+} as const;
+export type TraceEventName = keyof typeof TRACE_EVENTS;
+export const HARNESS_THREAD = 65535;
+
+/**
+ * A trace: struct of arrays, one entry per event, sorted by time (ties: the order the target recorded them).
+ * t is nanoseconds since the run started (monotonic clock; virtual time on the model).
+ */
+export interface Trace {
+  threads: number;
+  t: Float64Array;
+  thread: Uint16Array;
+  ev: Uint8Array;
+  key: Float64Array;
+  /** Workers that did not finish by the deadline (the run was cut short). */
+  unfinished: number;
+  /** Packets left queued when the run ended (drained by the harness, not counted as 'got'). */
+  leftover: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The target.
+// ---------------------------------------------------------------------------------------------------------
+
+export interface Target {
+  info(): Promise<TargetInfo>;
+
+  /** concurrency: 0 = hardware threads; must be 0..1024. */
+  createPort(concurrency: number): Promise<PortId>;
+  /** Rejects with 'closed' on a closed port. */
+  post(port: PortId, packet: PostOptions): Promise<void>;
+  /** On a closed port resolves { kind: 'closed' } at once. */
+  dequeue(port: PortId, timeoutMs: number): Promise<DequeueResult>;
+  /** max: 1..4096. Returns at least one packet unless timeout/closed; at most max. Needs 'port.batch'. */
+  dequeueMany(port: PortId, max: number, timeoutMs: number): Promise<DequeueManyResult>;
+  /**
+   * Closes the port: every waiter wakes with 'closed'; later dequeues see 'closed', later posts reject.
+   * Packets still queued are not lost silently: they are returned here, in FIFO order (drained to the closer).
+   * Closing twice resolves with an empty list.
+   */
+  closePort(port: PortId): Promise<Packet[]>;
+
+  /** Runs one worker thread per program on the port and resolves with the trace. Needs 'workers'. */
+  runWorkers(port: PortId, programs: WorkerProgram[], options?: RunWorkersOptions): Promise<Trace>;
+
+  /** Releases everything the target holds (ports, sockets, pools); the target stays usable. */
+  reset(): Promise<void>;
+  /** Releases everything and ends the target (stops a driver process). */
+  dispose(): Promise<void>;
+}
+
+export type TargetErrorCode = 'invalid' | 'closed' | 'unsupported' | 'not-found' | 'protocol' | 'crash' | 'timeout' | 'internal';
+
+/** The error every target rejects with. */
+export class TargetError extends Error {
+  readonly code: TargetErrorCode;
+  readonly nativeError: number;
+  constructor(code: TargetErrorCode, message: string, nativeError = 0) {
+    super(message);
+    this.name = 'TargetError';
+    this.code = code;
+    this.nativeError = nativeError;
+  }
+}
+
+/** Validates a timeout argument (shared by all implementations so they reject the same inputs). */
+export function checkTimeout(timeoutMs: unknown): number {
+  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < -1 || timeoutMs > MAX_TIMEOUT_MS) {
+    throw new TargetError('invalid', `timeout must be an integer in -1..${MAX_TIMEOUT_MS} ms (-1 = infinite), got ${String(timeoutMs)}`);
+  }
+  return timeoutMs;
+}
+
+export function checkConcurrency(concurrency: unknown): number {
+  if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 0 || concurrency > 1024) {
+    throw new TargetError('invalid', `concurrency must be an integer in 0..1024 (0 = hardware threads), got ${String(concurrency)}`);
+  }
+  return concurrency;
+}
