@@ -48,7 +48,8 @@ struct TraceResult {
   unsigned threads = 0;
   std::vector<TraceEvent> events;  // sorted by t_ns; ties keep each thread's recording order
   unsigned unfinished = 0;         // workers still running at the deadline
-  std::size_t leftover = 0;        // packets still queued when the run ended (left in the port)
+  std::size_t leftover = 0;        // packets no worker dequeued: handed back by the harness's close, plus
+                                   // those still queued at the end (left in the port)
 };
 
 // Checks a program set; returns an empty string when valid, else a message naming the offending

@@ -169,7 +169,10 @@ export interface Trace {
   key: Float64Array;
   /** Workers that did not finish by the deadline (the run was cut short). */
   unfinished: number;
-  /** Packets left queued when the run ended (drained by the harness, not counted as 'got'). */
+  /**
+   * Packets no worker dequeued: those handed back by the harness's own close (closeAfterMs or the deadline)
+   * plus those still queued in the port when the run ended (they stay there).
+   */
   leftover: number;
 }
 
@@ -204,6 +207,10 @@ export interface Target {
   dispose(): Promise<void>;
 }
 
+/**
+ * invalid, closed, unsupported, not-found and internal come from targets (and travel in the driver protocol);
+ * protocol, crash and timeout are raised by the runner's driver client when a driver misbehaves.
+ */
 export type TargetErrorCode = 'invalid' | 'closed' | 'unsupported' | 'not-found' | 'protocol' | 'crash' | 'timeout' | 'internal';
 
 /** The error every target rejects with. */
