@@ -1,0 +1,791 @@
+// cpspec-driver: the standalone native driver. Speaks conformance/PROTOCOL.md (JSON-RPC 2.0, one object per
+// line) on stdin/stdout over the portable port core (native/core), and logs to stderr only.
+//
+// Concurrency: the main thread reads requests and serves the quick methods inline; methods that can block
+// (port.dequeue with a non-zero timeout, port.dequeueMany with a non-zero timeout, workers.run) each run on
+// a thread of their own, so an infinite dequeue never holds up a later post or close. Responses are written
+// whole, one line each, under a mutex, and flushed.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "json.h"
+#include "port.h"
+#include "workers.h"
+
+namespace {
+
+using cpspec::json::Type;
+using cpspec::json::Value;
+
+constexpr const char* kName = "cpspec-native-driver";
+constexpr const char* kVersion = "0.1.0";
+constexpr std::int64_t kProtocol = 1;
+constexpr std::int64_t kMaxTimeoutMs = 2147483647;  // 2^31 - 1
+constexpr std::int64_t kTwo53 = std::int64_t{1} << 53;
+constexpr auto kExitGrace = std::chrono::seconds(2);
+
+#if defined(__linux__)
+constexpr const char* kBackend = "epoll";
+#else
+constexpr const char* kBackend = "portable";
+#endif
+
+const char* const kHelp =
+    R"(usage: cpspec-driver [options]
+
+The cpspec standalone native driver. Speaks the cpspec driver protocol version 1 (conformance/PROTOCOL.md):
+JSON-RPC 2.0 requests on stdin, one per line; responses on stdout, one per line; logs on stderr. Requests
+are served concurrently (a blocking dequeue never holds up a later request). On stdin EOF (or after the
+`shutdown` method) every port is closed, in-flight requests get up to 2 s to finish, and the driver exits 0.
+
+Options:
+  --help                       print this help and exit
+  --version                    print the driver and protocol version and exit
+
+Fault injection (to test a runner against a broken driver; may be repeated to combine faults):
+  --fault=drop-every:N         port.post silently drops every Nth posted packet (answers {} but queues
+                               nothing); N counts port.post requests on all ports, from 1
+  --fault=duplicate-every:N    port.post queues every Nth posted packet twice
+  --fault=no-concurrency-cap   port.create makes every port with concurrency 1024, whatever was asked
+                               (the answer looks normal)
+  --fault=hang-after:N         answer the first N requests normally; from request N+1 on, read and
+                               discard input and write nothing more (responses still pending are dropped
+                               too); stdin EOF is then ignored: the driver stays alive until killed (it
+                               exits by itself after 10 minutes as a safety net)
+  --fault=crash-after:N        answer the first N requests normally; when request N+1 arrives, abort()
+                               (SIGABRT) before answering it
+  --fault=garbage-after:N      write the first N responses normally; write a line that is not JSON in
+                               place of response N+1; later responses are normal again
+A "request" is any non-blank input line (malformed lines included). N is an integer >= 1 (>= 0 for
+hang-after, crash-after and garbage-after).
+)";
+
+// ---------------------------------------------------------------------------------------------------------
+// Fault injection
+// ---------------------------------------------------------------------------------------------------------
+
+struct Faults {
+  std::uint64_t drop_every = 0;
+  std::uint64_t duplicate_every = 0;
+  bool no_concurrency_cap = false;
+  std::int64_t hang_after = -1;
+  std::int64_t crash_after = -1;
+  std::int64_t garbage_after = -1;
+};
+
+Faults g_faults;
+
+bool parse_count(std::string_view s, std::int64_t min, std::int64_t& out) {
+  if (s.empty() || s.size() > 15) return false;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < min) return false;
+  out = v;
+  return true;
+}
+
+bool parse_fault(std::string_view spec, Faults& f) {
+  const auto colon = spec.find(':');
+  const std::string_view name = spec.substr(0, colon);
+  const std::string_view arg = colon == std::string_view::npos ? std::string_view{} : spec.substr(colon + 1);
+  std::int64_t n = 0;
+  if (name == "no-concurrency-cap" && colon == std::string_view::npos) {
+    f.no_concurrency_cap = true;
+    return true;
+  }
+  if (colon == std::string_view::npos) return false;
+  if (name == "drop-every" && parse_count(arg, 1, n)) {
+    f.drop_every = static_cast<std::uint64_t>(n);
+  } else if (name == "duplicate-every" && parse_count(arg, 1, n)) {
+    f.duplicate_every = static_cast<std::uint64_t>(n);
+  } else if (name == "hang-after" && parse_count(arg, 0, n)) {
+    f.hang_after = n;
+  } else if (name == "crash-after" && parse_count(arg, 0, n)) {
+    f.crash_after = n;
+  } else if (name == "garbage-after" && parse_count(arg, 0, n)) {
+    f.garbage_after = n;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void log(const std::string& msg) {
+  std::string line = "cpspec-driver: " + msg + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Output: one response per line, whole lines under a mutex, flushed.
+// ---------------------------------------------------------------------------------------------------------
+
+class Output {
+ public:
+  void send(const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hung_) return;
+    ++responses_;
+    if (g_faults.garbage_after >= 0 && responses_ == static_cast<std::uint64_t>(g_faults.garbage_after) + 1) {
+      log("fault garbage-after:" + std::to_string(g_faults.garbage_after) + ": writing a non-JSON line");
+      static const char kGarbage[] = "<<cpspec-driver fault injection: this line is not JSON>>\n";
+      std::fwrite(kGarbage, 1, sizeof kGarbage - 1, stdout);
+      std::fflush(stdout);
+      return;
+    }
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  void hang() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hung_ = true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::uint64_t responses_ = 0;
+  bool hung_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors and parameter checking
+// ---------------------------------------------------------------------------------------------------------
+
+constexpr int kParseError = -32700;
+constexpr int kInvalidRequest = -32600;
+constexpr int kMethodNotFound = -32601;
+constexpr int kInvalidParams = -32602;
+constexpr int kTargetError = -32000;
+
+struct RpcError {
+  int code;
+  std::string message;
+  const char* target_code = nullptr;  // for kTargetError: "invalid", "closed", ...
+  int native_error = 0;
+};
+
+RpcError invalid_params(const std::string& msg) { return RpcError{kInvalidParams, "invalid params: " + msg}; }
+RpcError target_error(const char* code, const std::string& msg) { return RpcError{kTargetError, msg, code, 0}; }
+RpcError invalid_value(const std::string& msg) { return target_error("invalid", msg); }
+
+std::string describe(const Value& v) {
+  std::string s = cpspec::json::stringify(v);
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+// A member that must be present with the given JSON type (else -32602).
+const Value& require(const Value& obj, const char* what, const char* name, Type type) {
+  const Value* v = obj.find(name);
+  if (!v) throw invalid_params(std::string(what) + ": missing '" + name + "'");
+  if (v->type() != type) {
+    throw invalid_params(std::string(what) + ": '" + name + "' must be a " + cpspec::json::type_name(type) +
+                         ", got " + cpspec::json::type_name(v->type()));
+  }
+  return *v;
+}
+
+// An optional member: nullptr when absent; a present member of the wrong type is -32602.
+const Value* optional(const Value& obj, const char* what, const char* name, Type type) {
+  const Value* v = obj.find(name);
+  if (!v) return nullptr;
+  if (v->type() != type) {
+    throw invalid_params(std::string(what) + ": '" + name + "' must be a " + cpspec::json::type_name(type) +
+                         ", got " + cpspec::json::type_name(v->type()));
+  }
+  return v;
+}
+
+// A number that must be an integer in [lo, hi]; anything else is a bad value (-32000 invalid).
+std::int64_t integer_in(const Value& v, const char* what, const char* name, std::int64_t lo, std::int64_t hi) {
+  std::int64_t out = 0;
+  if (!v.get_integer(out) || out < lo || out > hi) {
+    throw invalid_value(std::string(what) + ": '" + name + "' must be an integer in " + std::to_string(lo) +
+                        ".." + std::to_string(hi) + ", got " + describe(v));
+  }
+  return out;
+}
+
+std::int64_t int_param(const Value& obj, const char* what, const char* name, std::int64_t lo, std::int64_t hi) {
+  return integer_in(require(obj, what, name, Type::number), what, name, lo, hi);
+}
+
+std::int64_t int_param_or(const Value& obj, const char* what, const char* name, std::int64_t lo, std::int64_t hi,
+                          std::int64_t dflt) {
+  const Value* v = optional(obj, what, name, Type::number);
+  return v ? integer_in(*v, what, name, lo, hi) : dflt;
+}
+
+std::int64_t timeout_param(const Value& obj, const char* what, const char* name) {
+  const Value& v = require(obj, what, name, Type::number);
+  std::int64_t out = 0;
+  if (!v.get_integer(out) || out < -1 || out > kMaxTimeoutMs) {
+    throw invalid_value(std::string(what) + ": '" + name + "' must be an integer in -1.." +
+                        std::to_string(kMaxTimeoutMs) + " ms (-1 = infinite), got " + describe(v));
+  }
+  return out;
+}
+
+Value packet_to_json(const cpspec::Packet& p) {
+  return Value::object({{"key", p.key},
+                        {"bytes", p.bytes},
+                        {"token", p.token},
+                        {"status", cpspec::status_name(p.status)},
+                        {"nativeError", p.native_error}});
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------------------
+
+// What a handler returns: a result value, or (for big results) the result already serialized.
+struct Result {
+  Value value;
+  std::string raw;
+};
+
+class Driver {
+ public:
+  explicit Driver(Output& out) : out_(out) {}
+
+  // Handles one input line. Returns false when the driver should stop reading (shutdown).
+  bool handle_line(std::string_view line);
+
+  // Closes every port and waits (bounded) for in-flight requests. Returns true when all finished (and were
+  // joined), false when some are still running at the deadline.
+  bool finish();
+
+ private:
+  using Handler = Result (Driver::*)(const Value& params);
+
+  void respond(const Value& id, const Result& r);
+  void respond_error(const Value& id, const RpcError& e);
+  void run_async(Value id, bool notify, std::function<Result()> fn);
+  void reap_locked();
+
+  std::shared_ptr<cpspec::Port> lookup(const Value& params, const char* what);
+  void close_all();
+
+  Result m_hello(const Value& params);
+  Result m_info(const Value& params);
+  Result m_reset(const Value& params);
+  Result m_port_create(const Value& params);
+  Result m_port_post(const Value& params);
+  Result m_port_close(const Value& params);
+
+  Output& out_;
+
+  std::mutex ports_mu_;
+  std::map<std::int64_t, std::shared_ptr<cpspec::Port>> ports_;
+  std::int64_t next_port_ = 1;
+  std::uint64_t posts_ = 0;  // port.post requests seen (fault injection), under ports_mu_
+
+  struct Flight {
+    std::thread thread;
+    bool done = false;
+  };
+  std::mutex flights_mu_;
+  std::condition_variable flights_cv_;
+  std::list<Flight> flights_;
+};
+
+void Driver::respond(const Value& id, const Result& r) {
+  std::string line = "{\"jsonrpc\":\"2.0\",\"id\":";
+  cpspec::json::stringify_to(line, id);
+  line += ",\"result\":";
+  if (!r.raw.empty()) {
+    line += r.raw;
+  } else if (r.value.is_null()) {
+    line += "{}";
+  } else {
+    cpspec::json::stringify_to(line, r.value);
+  }
+  line += '}';
+  out_.send(line);
+}
+
+void Driver::respond_error(const Value& id, const RpcError& e) {
+  Value err = Value::object({{"code", e.code}, {"message", e.message}});
+  if (e.code == kTargetError) {
+    err.set("data", Value::object({{"code", e.target_code ? e.target_code : "internal"},
+                                   {"nativeError", e.native_error}}));
+  }
+  Value msg = Value::object({{"jsonrpc", "2.0"}, {"id", id}, {"error", std::move(err)}});
+  out_.send(cpspec::json::stringify(msg));
+}
+
+// Joins the threads that have finished. Called with flights_mu_ held.
+void Driver::reap_locked() {
+  for (auto it = flights_.begin(); it != flights_.end();) {
+    if (it->done) {
+      it->thread.join();  // the thread has only its exit left to do
+      it = flights_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Driver::run_async(Value id, bool notify, std::function<Result()> fn) {
+  std::lock_guard<std::mutex> lock(flights_mu_);
+  reap_locked();
+  flights_.emplace_back();
+  Flight* flight = &flights_.back();
+  try {
+    flight->thread = std::thread([this, flight, id = std::move(id), notify, fn = std::move(fn)]() mutable {
+      try {
+        Result r = fn();
+        if (notify) respond(id, r);
+      } catch (const RpcError& e) {
+        if (notify) respond_error(id, e);
+      } catch (const std::exception& e) {
+        if (notify) respond_error(id, target_error("internal", std::string("internal error: ") + e.what()));
+      } catch (...) {
+        if (notify) respond_error(id, target_error("internal", "internal error"));
+      }
+      fn = nullptr;  // release what the request held (ports) before leaving
+      cpspec::Port::detach_current_thread();
+      std::lock_guard<std::mutex> l(flights_mu_);
+      flight->done = true;
+      flights_cv_.notify_all();
+    });
+  } catch (const std::exception& e) {
+    flights_.pop_back();
+    throw target_error("internal", std::string("cannot start a thread: ") + e.what());
+  }
+}
+
+bool Driver::finish() {
+  close_all();
+  std::unique_lock<std::mutex> lock(flights_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + kExitGrace;
+  for (;;) {
+    reap_locked();
+    if (flights_.empty()) return true;
+    if (flights_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      reap_locked();
+      if (!flights_.empty()) {
+        log(std::to_string(flights_.size()) + " request(s) still running at exit");
+        return false;
+      }
+      return true;
+    }
+  }
+}
+
+void Driver::close_all() {
+  std::map<std::int64_t, std::shared_ptr<cpspec::Port>> ports;
+  {
+    std::lock_guard<std::mutex> lock(ports_mu_);
+    ports.swap(ports_);
+  }
+  for (auto& [id, port] : ports) port->close();
+}
+
+std::shared_ptr<cpspec::Port> Driver::lookup(const Value& params, const char* what) {
+  const Value& v = require(params, what, "port", Type::number);
+  std::int64_t id = 0;
+  if (!v.get_integer(id)) throw invalid_value(std::string(what) + ": 'port' must be an integer, got " + describe(v));
+  std::lock_guard<std::mutex> lock(ports_mu_);
+  auto it = ports_.find(id);
+  if (it == ports_.end()) throw invalid_value(std::string(what) + ": unknown port " + std::to_string(id));
+  return it->second;
+}
+
+Result Driver::m_hello(const Value& params) {
+  const Value& pv = require(params, "cpspec.hello", "protocol", Type::number);
+  optional(params, "cpspec.hello", "client", Type::string);
+  std::int64_t protocol = 0;
+  if (!pv.get_integer(protocol) || protocol != kProtocol) {
+    throw target_error("unsupported", "protocol " + describe(pv) + " is not supported (this driver speaks " +
+                                          std::to_string(kProtocol) + ")");
+  }
+  return {Value::object({{"protocol", kProtocol}, {"name", kName}, {"version", kVersion}}), {}};
+}
+
+Result Driver::m_info(const Value&) {
+  unsigned hw = std::thread::hardware_concurrency();
+  if (hw == 0) hw = 1;
+  Value caps = Value::array();
+  for (const char* c : {"port", "port.batch", "workers", "workers.blocking-region", "workers.real-threads"}) {
+    caps.push_back(c);
+  }
+  return {Value::object({{"name", kName},
+                         {"version", kVersion},
+                         {"backend", kBackend},
+                         {"capabilities", std::move(caps)},
+                         {"notes", Value::array()},
+                         {"hardwareThreads", hw}}),
+          {}};
+}
+
+Result Driver::m_reset(const Value&) {
+  close_all();
+  return {Value::object(), {}};
+}
+
+Result Driver::m_port_create(const Value& params) {
+  const auto c = int_param(params, "port.create", "concurrency", 0, cpspec::kMaxConcurrency);
+  const unsigned actual = g_faults.no_concurrency_cap ? cpspec::kMaxConcurrency : static_cast<unsigned>(c);
+  auto port = cpspec::Port::create(actual);
+  std::lock_guard<std::mutex> lock(ports_mu_);
+  const std::int64_t id = next_port_++;
+  ports_.emplace(id, std::move(port));
+  return {Value::object({{"port", id}}), {}};
+}
+
+Result Driver::m_port_post(const Value& params) {
+  const char* what = "port.post";
+  auto port = lookup(params, what);
+  cpspec::Packet p;
+  p.key = static_cast<std::uint64_t>(int_param(params, what, "key", 0, kTwo53));
+  p.bytes = static_cast<std::uint32_t>(int_param_or(params, what, "bytes", 0, 0xFFFFFFFF, 0));
+  p.token = static_cast<std::uint64_t>(int_param_or(params, what, "token", 0, kTwo53, 0));
+  if (const Value* s = optional(params, what, "status", Type::string)) {
+    if (!cpspec::status_from_name(s->as_string(), p.status)) {
+      throw invalid_value(std::string(what) + ": unknown status " + describe(*s));
+    }
+  }
+  p.native_error = static_cast<std::int32_t>(
+      int_param_or(params, what, "nativeError", INT32_MIN, INT32_MAX, 0));
+
+  std::uint64_t n;
+  {
+    std::lock_guard<std::mutex> lock(ports_mu_);
+    n = ++posts_;
+  }
+  bool ok;
+  if (g_faults.drop_every != 0 && n % g_faults.drop_every == 0) {
+    ok = !port->is_closed();  // dropped silently
+  } else if (g_faults.duplicate_every != 0 && n % g_faults.duplicate_every == 0) {
+    const cpspec::Packet two[2] = {p, p};
+    ok = port->post_many(two, 2);
+  } else {
+    ok = port->post(p);
+  }
+  if (!ok) throw target_error("closed", std::string(what) + ": the port is closed");
+  return {Value::object(), {}};
+}
+
+Result Driver::m_port_close(const Value& params) {
+  auto port = lookup(params, "port.close");
+  const auto packets = port->close();
+  Value arr = Value::array();
+  arr.items().reserve(packets.size());
+  for (const auto& p : packets) arr.push_back(packet_to_json(p));
+  return {Value::object({{"packets", std::move(arr)}}), {}};
+}
+
+Result dequeue_one(const std::shared_ptr<cpspec::Port>& port, std::int64_t timeout) {
+  cpspec::Packet p;
+  const auto kind = port->dequeue(p, timeout);
+  switch (kind) {
+    case cpspec::DequeueKind::packet:
+      return {Value::object({{"kind", "packet"}, {"packet", packet_to_json(p)}}), {}};
+    case cpspec::DequeueKind::timeout: return {Value::object({{"kind", "timeout"}}), {}};
+    case cpspec::DequeueKind::closed: break;
+  }
+  return {Value::object({{"kind", "closed"}}), {}};
+}
+
+Result dequeue_many(const std::shared_ptr<cpspec::Port>& port, std::size_t max, std::int64_t timeout) {
+  std::vector<cpspec::Packet> buf(max);
+  std::size_t n = 0;
+  const auto kind = port->dequeue_many(buf.data(), max, n, timeout);
+  switch (kind) {
+    case cpspec::DequeueKind::packet: {
+      Value arr = Value::array();
+      arr.items().reserve(n);
+      for (std::size_t i = 0; i < n && i < max; ++i) arr.push_back(packet_to_json(buf[i]));
+      return {Value::object({{"kind", "packets"}, {"packets", std::move(arr)}}), {}};
+    }
+    case cpspec::DequeueKind::timeout: return {Value::object({{"kind", "timeout"}}), {}};
+    case cpspec::DequeueKind::closed: break;
+  }
+  return {Value::object({{"kind", "closed"}}), {}};
+}
+
+// workers.run: programs from JSON. Type errors are -32602; values that do not fit are -32000 invalid; the
+// rest of the limits are checked by cpspec::validate.
+std::vector<cpspec::Program> parse_programs(const Value& arr) {
+  std::vector<cpspec::Program> programs;
+  const auto& items = arr.items();
+  if (items.size() > 100000) throw invalid_value("workers.run: too many programs");
+  programs.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string what = "workers.run: programs[" + std::to_string(i) + "]";
+    const Value& pv = items[i];
+    if (!pv.is_object()) throw invalid_params(what + " must be an object");
+    cpspec::Program prog;
+    const Value& steps = require(pv, what.c_str(), "steps", Type::array);
+    prog.repeat = int_param_or(pv, what.c_str(), "repeat", INT64_MIN / 2, INT64_MAX / 2, 1);
+    if (steps.size() > 100000) throw invalid_value(what + ": too many steps");
+    for (std::size_t k = 0; k < steps.size(); ++k) {
+      const std::string swhat = what + ".steps[" + std::to_string(k) + "]";
+      const char* sw = swhat.c_str();
+      const Value& sv = steps.items()[k];
+      if (!sv.is_object()) throw invalid_params(swhat + " must be an object");
+      const std::string& op = require(sv, sw, "op", Type::string).as_string();
+      cpspec::Step st;
+      if (op == "dequeue") {
+        st.op = cpspec::Step::Op::dequeue;
+        st.timeout_ms = timeout_param(sv, sw, "timeoutMs");
+        st.max = static_cast<std::uint32_t>(int_param_or(sv, sw, "max", 0, 0xFFFFFFFF, 1));
+      } else if (op == "spin" || op == "sleep" || op == "block") {
+        st.op = op == "spin" ? cpspec::Step::Op::spin
+                : op == "sleep" ? cpspec::Step::Op::sleep
+                                : cpspec::Step::Op::block;
+        st.us = static_cast<std::uint64_t>(int_param(sv, sw, "us", 0, kTwo53));
+      } else if (op == "post") {
+        st.op = cpspec::Step::Op::post;
+        st.key = static_cast<std::uint64_t>(int_param(sv, sw, "key", 0, kTwo53));
+        st.count = static_cast<std::uint32_t>(int_param_or(sv, sw, "count", 0, 0xFFFFFFFF, 1));
+        st.bytes = static_cast<std::uint32_t>(int_param_or(sv, sw, "bytes", 0, 0xFFFFFFFF, 0));
+      } else {
+        throw invalid_value(swhat + ": unknown op " + describe(Value(op)));
+      }
+      prog.steps.push_back(st);
+    }
+    programs.push_back(std::move(prog));
+  }
+  return programs;
+}
+
+// Serializes a trace directly (a trace can hold millions of events).
+std::string trace_to_json(const cpspec::TraceResult& tr) {
+  std::string s;
+  s.reserve(64 + tr.events.size() * 24);
+  s += "{\"threads\":";
+  cpspec::json::write_number(s, tr.threads);
+  auto column = [&](const char* name, auto get) {
+    s += ",\"";
+    s += name;
+    s += "\":[";
+    bool first = true;
+    for (const auto& e : tr.events) {
+      if (!first) s.push_back(',');
+      first = false;
+      cpspec::json::write_number(s, get(e));
+    }
+    s.push_back(']');
+  };
+  column("t", [](const cpspec::TraceEvent& e) { return static_cast<double>(e.t_ns); });
+  column("thread", [](const cpspec::TraceEvent& e) {
+    return e.thread == cpspec::kHarnessThread ? -1.0 : static_cast<double>(e.thread);
+  });
+  column("ev", [](const cpspec::TraceEvent& e) { return static_cast<double>(static_cast<unsigned>(e.ev)); });
+  column("key", [](const cpspec::TraceEvent& e) { return static_cast<double>(e.key); });
+  s += ",\"unfinished\":";
+  cpspec::json::write_number(s, tr.unfinished);
+  s += ",\"leftover\":";
+  cpspec::json::write_number(s, static_cast<double>(tr.leftover));
+  s.push_back('}');
+  return s;
+}
+
+bool Driver::handle_line(std::string_view line) {
+  cpspec::json::ParseError perr;
+  auto parsed = cpspec::json::parse(line, &perr);
+  if (!parsed) {
+    respond_error(Value(), RpcError{kParseError, "parse error: " + perr.to_string()});
+    return true;
+  }
+  const Value& req = *parsed;
+  if (!req.is_object()) {
+    respond_error(Value(), RpcError{kInvalidRequest, "invalid request: not an object"});
+    return true;
+  }
+  const Value* idp = req.find("id");
+  if (idp && !(idp->is_number() || idp->is_string() || idp->is_null())) {
+    respond_error(Value(), RpcError{kInvalidRequest, "invalid request: 'id' must be a number or a string"});
+    return true;
+  }
+  const Value id = idp ? *idp : Value();
+  const bool notify = idp != nullptr;  // a request without an id is a notification: no response
+  const Value* ver = req.find("jsonrpc");
+  if (!ver || !ver->is_string() || ver->as_string() != "2.0") {
+    if (notify) respond_error(id, RpcError{kInvalidRequest, "invalid request: 'jsonrpc' must be \"2.0\""});
+    return true;
+  }
+  const Value* mp = req.find("method");
+  if (!mp || !mp->is_string()) {
+    if (notify) respond_error(id, RpcError{kInvalidRequest, "invalid request: 'method' must be a string"});
+    return true;
+  }
+  const std::string& method = mp->as_string();
+  static const Value kNoParams = Value::object();
+  const Value* params = req.find("params");
+  if (params && !params->is_object()) {
+    if (notify) respond_error(id, invalid_params("'params' must be an object"));
+    return true;
+  }
+  if (!params) params = &kNoParams;
+
+  try {
+    Handler h = nullptr;
+    if (method == "cpspec.hello") {
+      h = &Driver::m_hello;
+    } else if (method == "info") {
+      h = &Driver::m_info;
+    } else if (method == "reset") {
+      h = &Driver::m_reset;
+    } else if (method == "port.create") {
+      h = &Driver::m_port_create;
+    } else if (method == "port.post") {
+      h = &Driver::m_port_post;
+    } else if (method == "port.close") {
+      h = &Driver::m_port_close;
+    } else if (method == "shutdown") {
+      if (notify) respond(id, Result{Value::object(), {}});
+      return false;
+    } else if (method == "port.dequeue") {
+      auto port = lookup(*params, "port.dequeue");
+      const auto timeout = timeout_param(*params, "port.dequeue", "timeoutMs");
+      if (timeout == 0) {
+        // A poll cannot block: serve it inline, then drop the reader thread's association with the port
+        // so it never holds a concurrency slot.
+        Result r = dequeue_one(port, 0);
+        cpspec::Port::detach_current_thread();
+        if (notify) respond(id, r);
+      } else {
+        run_async(id, notify, [port, timeout] { return dequeue_one(port, timeout); });
+      }
+      return true;
+    } else if (method == "port.dequeueMany") {
+      auto port = lookup(*params, "port.dequeueMany");
+      const auto max = static_cast<std::size_t>(int_param(*params, "port.dequeueMany", "max", 1, 4096));
+      const auto timeout = timeout_param(*params, "port.dequeueMany", "timeoutMs");
+      if (timeout == 0) {
+        Result r = dequeue_many(port, max, 0);
+        cpspec::Port::detach_current_thread();
+        if (notify) respond(id, r);
+      } else {
+        run_async(id, notify, [port, max, timeout] { return dequeue_many(port, max, timeout); });
+      }
+      return true;
+    } else if (method == "workers.run") {
+      const char* what = "workers.run";
+      auto port = lookup(*params, what);
+      const Value& progs = require(*params, what, "programs", Type::array);
+      auto programs = parse_programs(progs);
+      cpspec::RunOptions opts;
+      if (const Value* o = optional(*params, what, "options", Type::object)) {
+        opts.close_after_ms = int_param_or(*o, "workers.run: options", "closeAfterMs", -1, kMaxTimeoutMs, -1);
+        opts.deadline_ms = int_param_or(*o, "workers.run: options", "deadlineMs", 0, kMaxTimeoutMs, 30000);
+      }
+      const std::string problem = cpspec::validate(programs);
+      if (!problem.empty()) throw invalid_value("workers.run: " + problem);
+      run_async(id, notify, [port, programs = std::move(programs), opts] {
+        const auto tr = cpspec::run_workers(port, programs, opts);
+        return Result{Value(), trace_to_json(tr)};
+      });
+      return true;
+    } else {
+      if (notify) respond_error(id, RpcError{kMethodNotFound, "method not found: " + method});
+      return true;
+    }
+    Result r = (this->*h)(*params);
+    if (notify) respond(id, r);
+  } catch (const RpcError& e) {
+    if (notify) respond_error(id, e);
+  } catch (const std::exception& e) {
+    if (notify) respond_error(id, target_error("internal", std::string("internal error: ") + e.what()));
+  } catch (...) {
+    if (notify) respond_error(id, target_error("internal", "internal error"));
+  }
+  return true;
+}
+
+bool is_blank(std::string_view s) {
+  for (char c : s) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return false;
+  }
+  return true;
+}
+
+[[noreturn]] void hang_forever() {
+  // Stays alive until killed; a safety net ends it after 10 minutes so a forgotten process cannot linger.
+  std::this_thread::sleep_for(std::chrono::minutes(10));
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("%s %s (protocol %lld)\n", kName, kVersion, static_cast<long long>(kProtocol));
+      return 0;
+    }
+    if (arg.substr(0, 8) == "--fault=" && parse_fault(arg.substr(8), g_faults)) continue;
+    std::fprintf(stderr, "cpspec-driver: unknown or malformed option '%s' (see --help)\n", argv[i]);
+    return 2;
+  }
+
+#if defined(SIGPIPE)
+  std::signal(SIGPIPE, SIG_IGN);  // a runner that went away must not kill us mid-write
+#endif
+
+  auto output = std::make_unique<Output>();
+  auto driver = std::make_unique<Driver>(*output);
+
+  std::ios::sync_with_stdio(false);
+  std::string line;
+  std::uint64_t requests = 0;
+  bool hung = false;
+  while (std::getline(std::cin, line)) {
+    if (is_blank(line)) continue;
+    ++requests;
+    if (hung) continue;
+    if (g_faults.crash_after >= 0 && requests == static_cast<std::uint64_t>(g_faults.crash_after) + 1) {
+      log("fault crash-after:" + std::to_string(g_faults.crash_after) + ": aborting");
+      std::fflush(stdout);
+      std::abort();
+    }
+    if (g_faults.hang_after >= 0 && requests == static_cast<std::uint64_t>(g_faults.hang_after) + 1) {
+      log("fault hang-after:" + std::to_string(g_faults.hang_after) + ": no longer answering");
+      output->hang();
+      hung = true;
+      continue;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!driver->handle_line(line)) break;
+  }
+  if (hung) hang_forever();
+
+  const bool all_done = driver->finish();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (!all_done) std::_Exit(0);  // threads still running: skip destructors they might race with
+  return 0;
+}
