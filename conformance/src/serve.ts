@@ -1,0 +1,202 @@
+// The driver side of conformance/PROTOCOL.md over any Target: lets an in-process implementation (the
+// reference model, a JS port) be checked as an external driver, and is the reference for driver authors.
+import type { Readable, Writable } from 'node:stream';
+import {
+  STATUSES,
+  HARNESS_THREAD,
+  type Packet,
+  type PostOptions,
+  type Status,
+  type Target,
+  type Trace,
+} from '../../reference/src/target.ts';
+import { LineSplitter, LineTooLongError } from './lines.ts';
+import { PROTOCOL_VERSION } from './version.ts';
+
+const ERR = { parse: -32700, request: -32600, method: -32601, params: -32602, target: -32000 } as const;
+
+class RpcFailure extends Error {
+  readonly code: number;
+  readonly data: unknown;
+  constructor(code: number, message: string, data?: unknown) {
+    super(message);
+    this.code = code;
+    this.data = data;
+  }
+}
+
+export interface ServeOptions {
+  /** Name and version answered in cpspec.hello (default: the target's info()). */
+  name?: string;
+  version?: string;
+  /** Called when a `shutdown` request was answered (the caller usually exits). */
+  onShutdown?: () => void;
+}
+
+type Params = Record<string, unknown>;
+
+function int(p: Params, name: string): number {
+  const v = p[name];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RpcFailure(ERR.params, `"${name}" must be a number`);
+  return v;
+}
+
+function optNum(p: Params, name: string, dflt: number): number {
+  return p[name] === undefined ? dflt : int(p, name);
+}
+
+function traceToJson(t: Trace): object {
+  return {
+    threads: t.threads,
+    t: Array.from(t.t),
+    thread: Array.from(t.thread, (x) => (x === HARNESS_THREAD ? -1 : x)),
+    ev: Array.from(t.ev),
+    key: Array.from(t.key),
+    unfinished: t.unfinished,
+    leftover: t.leftover,
+  };
+}
+
+function packetJson(p: Packet): Packet {
+  return { key: p.key, bytes: p.bytes, token: p.token, status: p.status, nativeError: p.nativeError };
+}
+
+async function dispatch(target: Target, method: string, p: Params): Promise<unknown> {
+  switch (method) {
+    case 'info':
+      return await target.info();
+    case 'reset':
+      await target.reset();
+      return {};
+    case 'port.create':
+      return { port: await target.createPort(int(p, 'concurrency')) };
+    case 'port.post': {
+      const status = p.status === undefined ? 'ok' : p.status;
+      if (typeof status !== 'string' || !(STATUSES as readonly string[]).includes(status)) throw new RpcFailure(ERR.params, `"status" must be one of ${STATUSES.join(', ')}`);
+      const packet: PostOptions = {
+        key: int(p, 'key'),
+        bytes: optNum(p, 'bytes', 0),
+        token: optNum(p, 'token', 0),
+        status: status as Status,
+        nativeError: optNum(p, 'nativeError', 0),
+      };
+      await target.post(int(p, 'port'), packet);
+      return {};
+    }
+    case 'port.dequeue': {
+      const r = await target.dequeue(int(p, 'port'), int(p, 'timeoutMs'));
+      return r.kind === 'packet' ? { kind: 'packet', packet: packetJson(r.packet) } : { kind: r.kind };
+    }
+    case 'port.dequeueMany': {
+      const r = await target.dequeueMany(int(p, 'port'), int(p, 'max'), int(p, 'timeoutMs'));
+      return r.kind === 'packets' ? { kind: 'packets', packets: r.packets.map(packetJson) } : { kind: r.kind };
+    }
+    case 'port.close':
+      return { packets: (await target.closePort(int(p, 'port'))).map(packetJson) };
+    case 'workers.run': {
+      if (!Array.isArray(p.programs)) throw new RpcFailure(ERR.params, '"programs" must be an array');
+      const options = p.options === undefined || p.options === null ? undefined : p.options;
+      if (options !== undefined && typeof options !== 'object') throw new RpcFailure(ERR.params, '"options" must be an object');
+      return traceToJson(await target.runWorkers(int(p, 'port'), p.programs, options as object));
+    }
+    default:
+      throw new RpcFailure(ERR.method, `method not found: ${method}`);
+  }
+}
+
+function errorObject(e: unknown): { code: number; message: string; data?: unknown } {
+  if (e instanceof RpcFailure) return e.data === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, data: e.data };
+  const te = e as { code?: unknown; nativeError?: unknown };
+  if (e instanceof Error && e.name === 'TargetError' && typeof te.code === 'string') {
+    return { code: ERR.target, message: e.message, data: { code: te.code, nativeError: typeof te.nativeError === 'number' ? te.nativeError : 0 } };
+  }
+  return { code: ERR.target, message: e instanceof Error ? `${e.name}: ${e.message}` : String(e), data: { code: 'internal', nativeError: 0 } };
+}
+
+/**
+ * Serves `target` on a line-delimited JSON-RPC stream until the input ends or a `shutdown` request is
+ * answered. Requests are served concurrently. Resolves when done (after disposing of the target).
+ */
+export function serveTarget(target: Target, input: Readable, output: Writable, opts: ServeOptions = {}): Promise<void> {
+  return new Promise<void>((resolveDone) => {
+    const splitter = new LineSplitter(64 * 1024 * 1024);
+    let finished = false;
+    const write = (msg: object) => {
+      if (!finished || (msg as { id?: unknown }).id !== undefined) output.write(`${JSON.stringify(msg)}\n`);
+    };
+    const finish = async () => {
+      if (finished) return;
+      finished = true;
+      input.off('data', onData);
+      try {
+        await target.dispose();
+      } catch {
+        /* ending anyway */
+      }
+      resolveDone();
+    };
+    const handle = async (line: string) => {
+      if (line.trim().length === 0) return;
+      let req: unknown;
+      try {
+        req = JSON.parse(line);
+      } catch {
+        write({ jsonrpc: '2.0', id: null, error: { code: ERR.parse, message: 'parse error: the line is not JSON' } });
+        return;
+      }
+      const r = req as { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
+      const id = typeof r === 'object' && r !== null && (typeof r.id === 'number' || typeof r.id === 'string') ? r.id : null;
+      if (typeof r !== 'object' || r === null || Array.isArray(r) || r.jsonrpc !== '2.0' || typeof r.method !== 'string' || id === null) {
+        write({ jsonrpc: '2.0', id, error: { code: ERR.request, message: 'invalid request' } });
+        return;
+      }
+      const params = r.params === undefined ? {} : r.params;
+      if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+        write({ jsonrpc: '2.0', id, error: { code: ERR.params, message: 'params must be an object' } });
+        return;
+      }
+      try {
+        let result: unknown;
+        if (r.method === 'cpspec.hello') {
+          const proto = (params as Params).protocol;
+          if (proto !== PROTOCOL_VERSION) {
+            throw new RpcFailure(ERR.target, `this driver speaks protocol ${PROTOCOL_VERSION}, not ${String(proto)}`, { code: 'unsupported', nativeError: 0 });
+          }
+          const info = opts.name && opts.version ? undefined : await target.info();
+          result = { protocol: PROTOCOL_VERSION, name: opts.name ?? info!.name, version: opts.version ?? info!.version };
+        } else if (r.method === 'shutdown') {
+          write({ jsonrpc: '2.0', id, result: {} });
+          opts.onShutdown?.();
+          await finish();
+          return;
+        } else {
+          result = await dispatch(target, r.method, params as Params);
+        }
+        write({ jsonrpc: '2.0', id, result });
+      } catch (e) {
+        write({ jsonrpc: '2.0', id, error: errorObject(e) });
+      }
+    };
+    const onData = (chunk: Buffer | string) => {
+      let lines: string[];
+      try {
+        lines = splitter.push(chunk);
+      } catch (e) {
+        if (e instanceof LineTooLongError) {
+          write({ jsonrpc: '2.0', id: null, error: { code: ERR.parse, message: e.message } });
+          void finish();
+          return;
+        }
+        throw e;
+      }
+      for (const l of lines) void handle(l);
+    };
+    input.on('data', onData);
+    input.on('end', () => {
+      const rest = splitter.end();
+      if (rest !== undefined) void handle(rest);
+      void finish();
+    });
+    input.on('error', () => void finish());
+  });
+}
