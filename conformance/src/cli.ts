@@ -4,7 +4,7 @@ import { parseArgs, bool, intFlag, list, numFlag, str, type FlagSpec, type Parse
 import { loadManifest, manifestMap, updatedManifest, writeManifest, type Manifest } from './expectations.ts';
 import { killAllHosts } from './host-client.ts';
 import { REPORT_FORMATS, writeReports, type ReportFormat } from './reports/index.ts';
-import { caseLine, detailsText, footerText, headerText, painter, visible } from './reports/console.ts';
+import { caseLine, detailsText, footerText, headerText, painter, plannedText, visible } from './reports/console.ts';
 import { finalize, run, verdictOf, type RunOptions } from './runner.ts';
 import { caseOf, loadSuite, parseLevel, select, suiteWarnings } from './suite.ts';
 import { parseTargetSpec, TARGET_FORMS, MODEL_FAULTS } from './targets.ts';
@@ -202,9 +202,11 @@ async function runCommand(p: Parsed, argv: string[], io: Io): Promise<number> {
       if (consoleOn) io.out(`${headerText(target, info, selected, paint, extra)}\n`);
     },
     caseDone(r) {
-      if (consoleOn) io.out(`${caseLine(r, paint)}\n`);
+      // Planned requirements are listed once, grouped, below; `cpspec list` names each one.
+      if (consoleOn && r.status !== 'planned') io.out(`${caseLine(r, paint)}\n`);
     },
   });
+  if (consoleOn) io.out(plannedText(report, paint));
 
   if (update && manifestFile && manifest && report.harnessError === undefined) {
     const target = report.target.info ? `${report.target.spec}` : report.target.spec;
