@@ -359,6 +359,9 @@ void Driver::run_async(Value id, bool notify, std::function<Result()> fn) {
     flight->thread = std::thread([this, flight, id = std::move(id), notify, fn = std::move(fn)]() mutable {
       try {
         Result r = fn();
+        // Leave the port before answering: once the client has the answer it may poll the port again,
+        // and this thread must not still hold a concurrency slot then.
+        cpspec::Port::detach_current_thread();
         if (notify) respond(id, r);
       } catch (const RpcError& e) {
         if (notify) respond_error(id, e);

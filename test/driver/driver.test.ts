@@ -1,69 +1,15 @@
 // Tests of the standalone native driver (native/driver, `cpspec-driver`): spawns the binary and speaks
 // JSON-RPC lines to it (conformance/PROTOCOL.md).
 //
-// The binary: env CPSPEC_DRIVER if set; else build/Release/cpspec-driver or build/cpspec-driver; else it is
-// built here with cmake (-DCPSPEC_ADDON=OFF) into a build directory under the OS temp dir (kept between runs,
-// so later runs only rebuild what changed).
+// The binary: see ./locate.ts (env CPSPEC_DRIVER, else the release build).
 
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, statSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { driverPath } from './locate.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-function newestSource(): number {
-  let newest = 0;
-  for (const dir of ['native/driver', 'native/core']) {
-    const abs = path.join(ROOT, dir);
-    if (!existsSync(abs)) continue;
-    for (const f of readdirSync(abs)) newest = Math.max(newest, statSync(path.join(abs, f)).mtimeMs);
-  }
-  return newest;
-}
-
-function run(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 600_000 });
-  if (r.error || r.status !== 0) {
-    const out = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n');
-    throw new Error(
-      `cannot build the driver: \`${cmd} ${args.join(' ')}\` failed (${r.error?.message ?? `exit ${r.status}`}).\n` +
-        `Build it yourself (cmake -S . -B build -DCPSPEC_ADDON=OFF && cmake --build build --target cpspec-driver) ` +
-        `or point CPSPEC_DRIVER at a binary.\n${out}`,
-    );
-  }
-}
-
-function locateOrBuildDriver(): string {
-  const fromEnv = process.env.CPSPEC_DRIVER;
-  if (fromEnv) {
-    if (!existsSync(fromEnv)) throw new Error(`CPSPEC_DRIVER=${fromEnv} does not exist`);
-    return path.resolve(fromEnv);
-  }
-  for (const rel of ['build/Release/cpspec-driver', 'build/cpspec-driver']) {
-    const p = path.join(ROOT, rel);
-    if (existsSync(p)) {
-      if (statSync(p).mtimeMs < newestSource()) {
-        console.warn(`warning: ${rel} is older than the sources in native/driver or native/core; rebuild it`);
-      }
-      return p;
-    }
-  }
-  const hash = createHash('sha256').update(ROOT).digest('hex').slice(0, 12);
-  const buildDir = path.join(tmpdir(), `cpspec-driver-test-build-${hash}`);
-  if (!existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
-    const ninja = spawnSync('ninja', ['--version']).status === 0;
-    run('cmake', ['-S', ROOT, '-B', buildDir, '-DCPSPEC_ADDON=OFF', '-DCMAKE_BUILD_TYPE=RelWithDebInfo', ...(ninja ? ['-G', 'Ninja'] : [])]);
-  }
-  run('cmake', ['--build', buildDir, '--target', 'cpspec-driver']);
-  const p = path.join(buildDir, 'cpspec-driver');
-  if (!existsSync(p)) throw new Error(`built the driver but ${p} is missing`);
-  return p;
-}
 
 let DRIVER = '';
 
@@ -235,7 +181,7 @@ function pkt(key: number, extra: Partial<{ bytes: number; token: number; status:
 // ---------------------------------------------------------------------------------------------------------
 
 beforeAll(() => {
-  DRIVER = locateOrBuildDriver();
+  DRIVER = driverPath();
 }, 600_000);
 
 describe('command line', () => {
