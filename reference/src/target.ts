@@ -80,6 +80,15 @@ export interface Packet {
   status: Status;
   /** Native error code beside the portable status: errno on Linux, GetLastError()/NTSTATUS on Windows; 0 if none. */
   nativeError: number;
+  // Socket completions (see SocketApi) also carry:
+  /** The operation id the submission returned. */
+  op?: number;
+  /** recv: the bytes received (bytes === data.length). */
+  data?: Uint8Array;
+  /** accept: the new connected socket, already associated with the listener's port. */
+  socket?: number;
+  /** pool-backed recv: the pool buffer holding the data (give it back with the pool API). */
+  buffer?: number;
 }
 
 export type DequeueResult =
@@ -177,6 +186,61 @@ export interface Trace {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Sockets (capability 'sockets'): TCP operations whose completions arrive through a port, proactor style.
+// Every operation is submitted with a caller-chosen token and returns an operation id at once; its result
+// arrives later as ONE packet on the port the socket is associated with (key = the socket's key, token = the
+// operation's token, op = the id, status = the portable status, nativeError = errno / Win32 code).
+// ---------------------------------------------------------------------------------------------------------
+
+export type SocketId = number;
+export type OpId = number;
+
+export interface SocketAddress {
+  host: string;
+  port: number;
+}
+
+export interface SendOptions {
+  token: number;
+  /**
+   * false (default): the send completes with every byte or with an error; the back-end resubmits the rest
+   * itself. true (needs 'sockets.partial-send-mode'): a short write completes with the bytes sent so far.
+   */
+  partial?: boolean;
+}
+
+/** Deterministic fault injection (needs 'fault-injection'): applied to one socket's system calls. */
+export interface SocketFaults {
+  /** At most this many bytes per send/recv system call (short transfers on demand). */
+  maxBytesPerCall?: number;
+  /** Fail the nth (1-based) send or recv system call with this errno. */
+  failNth?: { call: 'send' | 'recv'; n: number; errno: number };
+}
+
+export interface SocketApi {
+  /** A listening TCP socket on host (default 127.0.0.1) and bindPort (0 = any), associated with `port` under `key`. */
+  listen(port: PortId, options: { key: number; host?: string; bindPort?: number; backlog?: number }): Promise<{ socket: SocketId; address: SocketAddress }>;
+  /** Queues an accept; its completion carries the listener's key and the new socket (associated under newKey). */
+  accept(listener: SocketId, options: { token: number; newKey: number }): Promise<OpId>;
+  /** Creates a socket associated with `port` under `key` and connects it asynchronously (refused → status refused). */
+  connect(port: PortId, options: { key: number; token: number; host: string; remotePort: number }): Promise<{ socket: SocketId; op: OpId }>;
+  /** length > 0: a receive of up to length bytes; length 0: a readiness probe that consumes nothing. pool: take the buffer from a pool at completion. */
+  recv(socket: SocketId, options: { length: number; token: number; pool?: PoolId }): Promise<OpId>;
+  send(socket: SocketId, data: Uint8Array, options: SendOptions): Promise<OpId>;
+  /** Shuts down a direction; queues no packet. */
+  shutdown(socket: SocketId, how: 'send' | 'recv' | 'both'): Promise<void>;
+  /** Closes the socket: every pending operation completes once with 'aborted'. abortive: linger 0 (sends RST). */
+  close(socket: SocketId, options?: { abortive?: boolean }): Promise<void>;
+  /** Cancels one pending operation, or all on the socket when op is omitted: 'ok' if something was pending, else 'not-found'. */
+  cancel(socket: SocketId, op?: OpId): Promise<'ok' | 'not-found'>;
+  /** SO_SNDBUF / SO_RCVBUF, in bytes (the kernel may round). */
+  setBuffers(socket: SocketId, sizes: { send?: number; recv?: number }): Promise<void>;
+  setFaults(socket: SocketId, faults: SocketFaults): Promise<void>;
+}
+
+export type PoolId = number;
+
+// ---------------------------------------------------------------------------------------------------------
 // The target.
 // ---------------------------------------------------------------------------------------------------------
 
@@ -200,6 +264,9 @@ export interface Target {
 
   /** Runs one worker thread per program on the port and resolves with the trace. Needs 'workers'. */
   runWorkers(port: PortId, programs: WorkerProgram[], options?: RunWorkersOptions): Promise<Trace>;
+
+  /** Socket operations (capability 'sockets'); absent on targets without sockets. */
+  sockets?: SocketApi;
 
   /** Releases everything the target holds (ports, sockets, pools); the target stays usable. */
   reset(): Promise<void>;
