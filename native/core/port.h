@@ -28,6 +28,9 @@ struct Packet {
   std::uint64_t token = 0;
   Status status = Status::ok;
   std::int32_t native_error = 0;
+  // Socket completions (backend.h): the operation id, and for an accept the new socket; 0 otherwise.
+  std::uint64_t op = 0;
+  std::uint64_t socket = 0;
 };
 
 enum class DequeueKind : std::uint8_t { packet, timeout, closed };
