@@ -9,6 +9,10 @@ need_apt=()
 for pair in cmake:cmake g++:g++ make:make ninja:ninja-build git:git; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
+# header:package pairs: zlib for the framing codec's compressed batches.
+for pair in /usr/include/zlib.h:zlib1g-dev; do
+  [ -e "${pair%%:*}" ] || need_apt+=("${pair#*:}")
+done
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   need_apt+=(nodejs npm)
 fi

@@ -25,16 +25,8 @@
 #include "port.h"
 #include "workers.h"
 
-// Other bindings compiled into this addon (native/addon/*.cpp) add their exports from Init below. They are
-// declared weak where the toolchain allows, so the addon still loads if one of them is not built.
-#if __has_include("framing_addon.h")
+// The other bindings compiled into this addon (native/addon/*.cpp) add their exports from Init below.
 #include "framing_addon.h"
-#define CPSPEC_ADDON_FRAMING 1
-#if defined(__GNUC__) && !defined(_WIN32)
-__attribute__((weak)) void InitFraming(Napi::Env env, Napi::Object exports);
-#define CPSPEC_ADDON_WEAK 1
-#endif
-#endif
 
 namespace {
 
@@ -715,13 +707,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runWorkers", Napi::Function::New<RunWorkers>(env, "runWorkers"));
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("version", Napi::String::New(env, kVersion));
-#ifdef CPSPEC_ADDON_FRAMING
-#ifdef CPSPEC_ADDON_WEAK
-  if (&InitFraming != nullptr) InitFraming(env, exports);
-#else
   InitFraming(env, exports);
-#endif
-#endif
   return exports;
 }
 
