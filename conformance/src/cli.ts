@@ -7,7 +7,7 @@ import { REPORT_FORMATS, writeReports, type ReportFormat } from './reports/index
 import { caseLine, detailsText, footerText, headerText, painter, plannedText, visible } from './reports/console.ts';
 import { finalize, run, verdictOf, type RunOptions } from './runner.ts';
 import { caseOf, loadSuite, parseLevel, select, suiteWarnings } from './suite.ts';
-import { parseTargetSpec, TARGET_FORMS, MODEL_FAULTS } from './targets.ts';
+import { createTarget, parseTargetSpec, TARGET_FORMS, MODEL_FAULTS } from './targets.ts';
 import { summarize, HarnessError, UsageError, type RunReport } from './types.ts';
 import { PROTOCOL_VERSION, RUNNER_NAME, RUNNER_VERSION } from './version.ts';
 
@@ -32,11 +32,42 @@ const RUN_FLAGS: FlagSpec[] = [
 
 const LIST_FLAGS: FlagSpec[] = [...SELECTION_FLAGS, { name: 'json', kind: 'boolean' }];
 
+const FUZZ_FLAGS: FlagSpec[] = [
+  { name: 'target', kind: 'string' },
+  { name: 'time', kind: 'string' },
+  { name: 'runs', kind: 'string' },
+  { name: 'seed', kind: 'string' },
+  { name: 'path', kind: 'string' },
+  { name: 'replay', kind: 'string' },
+  { name: 'save', kind: 'string' },
+  { name: 'help', kind: 'boolean' },
+];
+
+const FUZZ_HELP = `Usage: cpspec fuzz [options]
+
+Model-based fuzzing of a target's completion port: random scenarios of port creation, posts, polls,
+batch polls, waiting dequeues and closes, with invariants checked after every step (FIFO allowing for
+waiters in flight, nothing delivered twice or unposted, close hands back the rest in order) and at the
+end (every waiter settles; every packet delivered exactly once). A failure is shrunk to a minimal
+scenario, printed, and saved as a runnable JSON repro.
+
+  --target T          as for cpspec run (default native)
+  --time D            time budget: 60s, 2m, 500ms
+  --runs N            number of scenarios (default 200 when no --time)
+  --seed S            seed (printed by every run); with --path, replays one failing run
+  --path P            fast-check replay path (printed with a failure)
+  --replay FILE       replays a saved repro (or a corpus file) against the target
+  --save DIR          where failures are saved (default .cpspec/fuzz-failures)
+
+Exit codes: 0 no failure; 1 a failure was found (or a replay failed); 2 bad options or no target.
+`;
+
 const MAIN_HELP = `${RUNNER_NAME} ${RUNNER_VERSION}: conformance suite for completion-port I/O
 
 Usage:
   cpspec run  [options]    run the selected cases against a target
   cpspec list [options]    list the selected cases without running them
+  cpspec fuzz [options]    model-based fuzzing of a target's completion port
   cpspec <command> --help  options of a command
   cpspec --version
 
@@ -230,6 +261,79 @@ async function runCommand(p: Parsed, argv: string[], io: Io): Promise<number> {
   return report.exitCode;
 }
 
+async function fuzzCommand(p: Parsed, io: Io): Promise<number> {
+  if (bool(p, 'help')) {
+    io.out(FUZZ_HELP);
+    return 0;
+  }
+  const fuzz = await import('../../fuzz/cli.ts');
+  const target = str(p, 'target') ?? 'native';
+  const spec = parseTargetSpec(target);
+  const makeTarget = () => createTarget(spec, { handshakeTimeoutMs: 10_000 });
+  const replayFile = str(p, 'replay');
+  if (replayFile) {
+    let repro;
+    try {
+      repro = fuzz.readRepro(replayFile);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const t = await makeTarget();
+    try {
+      await fuzz.replay(t, repro);
+      io.out(`replay ${replayFile} against ${target}: pass\n`);
+      return 0;
+    } catch (e) {
+      io.out(`replay ${replayFile} against ${target}: FAIL\n  ${(e as Error).message}\n${fuzz.formatScenario(repro.scenario)}\n`);
+      return 1;
+    } finally {
+      await t.dispose().catch(() => undefined);
+    }
+  }
+  const time = str(p, 'time');
+  const runs = str(p, 'runs');
+  const seed = str(p, 'seed');
+  let timeMs: number | undefined;
+  try {
+    timeMs = time === undefined ? undefined : fuzz.parseDuration(time);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const num = (v: string | undefined, what: string) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n)) throw new UsageError(`--${what} must be an integer, got '${v}'`);
+    return n;
+  };
+  const tty = Boolean((process.stderr as { isTTY?: boolean }).isTTY);
+  let last = 0;
+  const result = await fuzz.fuzzPort({
+    target,
+    makeTarget,
+    runs: num(runs, 'runs'),
+    timeMs,
+    seed: num(seed, 'seed'),
+    path: str(p, 'path'),
+    saveDir: resolve(str(p, 'save') ?? '.cpspec/fuzz-failures'),
+    progress: (line) => {
+      // A rewritten line on a terminal; every 5 s in CI logs.
+      if (tty) io.err(`\r${line}   `);
+      else if (Date.now() - last >= 5000) {
+        last = Date.now();
+        io.err(`${line}\n`);
+      }
+    },
+  });
+  if (tty) io.err('\n');
+  if (!result.failed) {
+    io.out(`fuzz ${target}: ${result.runs} runs, no failure (seed ${result.seed})\n`);
+    return 0;
+  }
+  const r = result.repro!;
+  io.out(`fuzz ${target}: FAILURE after ${result.runs} runs\n  ${r.error}\n  seed ${r.seed}, path ${r.path}\n  minimal scenario:\n${fuzz.formatScenario(r.scenario)}\n  repro: ${result.reproFile}\n  replay: cpspec fuzz --target ${/\s/.test(target) ? `'${target}'` : target} --replay ${result.reproFile}\n`);
+  return 1;
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
   try {
@@ -244,7 +348,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     }
     if (cmd === 'run') return await runCommand(parseArgs(rest, RUN_FLAGS, 'run'), argv, io);
     if (cmd === 'list') return await listCommand(parseArgs(rest, LIST_FLAGS, 'list'), io);
-    throw new UsageError(`unknown command '${cmd}' (commands: run, list; see cpspec --help)`);
+    if (cmd === 'fuzz') return await fuzzCommand(parseArgs(rest, FUZZ_FLAGS, 'fuzz'), io);
+    throw new UsageError(`unknown command '${cmd}' (commands: run, list, fuzz; see cpspec --help)`);
   } catch (e) {
     if (e instanceof UsageError || e instanceof HarnessError) {
       io.err(`cpspec: ${e.message}\n`);
