@@ -15,6 +15,7 @@
 
 #include "port.h"
 #include "workers.h"
+#include "check.h"
 
 using namespace cpspec;
 using namespace std::chrono_literals;
@@ -34,37 +35,9 @@ constexpr bool kSanitized = false;
 
 namespace {
 
-int g_failed_checks = 0;
-std::string g_current;
 
-#define CHECK(cond)                                                                               \
-  do {                                                                                            \
-    if (!(cond)) {                                                                                \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_current.c_str(), #cond); \
-      ++g_failed_checks;                                                                          \
-    }                                                                                             \
-  } while (0)
 
-#define CHECK_EQ(a, b)                                                                                  \
-  do {                                                                                                  \
-    auto va_ = (a);                                                                                     \
-    auto vb_ = (b);                                                                                     \
-    if (!(va_ == vb_)) {                                                                                \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__,          \
-                   g_current.c_str(), #a, #b, static_cast<long long>(va_), static_cast<long long>(vb_)); \
-      ++g_failed_checks;                                                                                \
-    }                                                                                                   \
-  } while (0)
 
-#define CHECK_MSG(cond, ...)                                                          \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s: ", __FILE__, __LINE__, g_current.c_str(), #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                              \
-      std::fprintf(stderr, "\n");                                                     \
-      ++g_failed_checks;                                                              \
-    }                                                                                 \
-  } while (0)
 
 Packet pk(std::uint64_t key, std::uint32_t bytes = 0, std::uint64_t token = 0, Status st = Status::ok, std::int32_t err = 0) {
   Packet p;
@@ -862,13 +835,13 @@ void test_workers_lifo() {
     bool staged = first_post->t_ns >= waits[3]->t_ns + 5'000'000;
     for (int i = 1; i < 4; ++i) staged = staged && waits[i]->t_ns >= waits[i - 1]->t_ns + 5'000'000;
     if (!staged) continue;
-    const int before = g_failed_checks;
+    const int before = cpspec::check::failed_checks;
     for (int i = 0; i < 4; ++i) {
       auto k = keys_of(tr, Ev::got, waits[i]->thread);  // the i-th waiter must get packet 3 - i
       CHECK_EQ(k.size(), 1u);
       if (k.size() == 1) CHECK_EQ(k[0], static_cast<std::uint64_t>(3 - i));
     }
-    if (g_failed_checks != before) dump(tr);
+    if (cpspec::check::failed_checks != before) dump(tr);
     return;
   }
   CHECK_MSG(false, "the machine was too busy to stage 4 waiters 5 ms apart in 3 attempts");
@@ -983,11 +956,11 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0;
   for (const auto& [name, fn] : tests) {
     if (!filter.empty() && std::string(name).find(filter) == std::string::npos) continue;
-    g_current = name;
-    const int before = g_failed_checks;
+    cpspec::check::current = name;
+    const int before = cpspec::check::failed_checks;
     auto t = Clock::now();
     fn();
-    const bool ok = g_failed_checks == before;
+    const bool ok = cpspec::check::failed_checks == before;
     std::printf("%s %s (%.0f ms)\n", ok ? "ok  " : "FAIL", name, ms_since(t));
     std::fflush(stdout);
     (ok ? passed : failed)++;

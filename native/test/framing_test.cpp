@@ -12,41 +12,23 @@
 #include <vector>
 
 #include "framing.h"
+#include "check.h"
 
 using namespace cpspec::framing;
 using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-int g_failed_checks = 0;
-std::string g_current;
 
-#define CHECK(cond)                                                                                   \
-  do {                                                                                                \
-    if (!(cond)) {                                                                                    \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_current.c_str(), #cond); \
-      ++g_failed_checks;                                                                              \
-    }                                                                                                 \
-  } while (0)
 
-#define CHECK_EQ(a, b)                                                                                  \
-  do {                                                                                                  \
-    auto va_ = (a);                                                                                     \
-    auto vb_ = (b);                                                                                     \
-    if (!(va_ == vb_)) {                                                                                \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__,          \
-                   g_current.c_str(), #a, #b, static_cast<long long>(va_), static_cast<long long>(vb_)); \
-      ++g_failed_checks;                                                                                \
-    }                                                                                                   \
-  } while (0)
 
 #define CHECK_CODE(err, c)                                                                                   \
   do {                                                                                                       \
     const char* got_ = error_name((err).code);                                                               \
     if (std::strcmp(got_, (c)) != 0) {                                                                       \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: code %s, expected %s\n", __FILE__, __LINE__, g_current.c_str(), \
+      std::fprintf(stderr, "  FAIL %s:%d [%s]: code %s, expected %s\n", __FILE__, __LINE__, cpspec::check::current.c_str(), \
                    got_, (c));                                                                               \
-      ++g_failed_checks;                                                                                     \
+      ++cpspec::check::failed_checks;                                                                                     \
     }                                                                                                        \
   } while (0)
 
@@ -578,10 +560,10 @@ int main(int argc, char** argv) {
   int failed = 0;
   for (const Test& t : kTests) {
     if (filter != nullptr && std::strstr(t.name, filter) == nullptr) continue;
-    g_current = t.name;
-    const int before = g_failed_checks;
+    cpspec::check::current = t.name;
+    const int before = cpspec::check::failed_checks;
     t.fn();
-    const bool ok = g_failed_checks == before;
+    const bool ok = cpspec::check::failed_checks == before;
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", t.name);
     (ok ? passed : failed)++;
   }
