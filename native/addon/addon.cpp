@@ -27,6 +27,7 @@
 
 // The other bindings compiled into this addon (native/addon/*.cpp) add their exports from Init below.
 #include "framing_addon.h"
+#include "pool_addon.h"
 
 namespace {
 
@@ -708,6 +709,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("version", Napi::String::New(env, kVersion));
   InitFraming(env, exports);
+  cpspec::pool::InitPool(env, exports);
   return exports;
 }
 
