@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_cli.h"
 #include "buffer_pool.h"
 
 namespace {
@@ -282,35 +283,12 @@ const char* const kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json = false, quick = false;
-  int reps = 5;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-      if (reps < 1 || reps > 100) {
-        std::fputs(kUsage, stderr);
-        return 2;
-      }
-    } else if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "cpspec-bench-pool: unknown option '%s'\n%s", argv[i], kUsage);
-      return 2;
-    }
-  }
-  if (quick) reps = 1;
-  const int limit_s = 60 + 30 * reps;
-  std::thread([limit_s] {
-    std::this_thread::sleep_for(std::chrono::seconds(limit_s));
-    std::fprintf(stderr, "cpspec-bench-pool: still running after %d s, giving up\n", limit_s);
-    std::_Exit(3);
-  }).detach();
+  cpspec::bench::Options opts;
+  if (int rc = cpspec::bench::parse_options(argc, argv, "cpspec-bench-pool", kUsage, 5, opts); rc >= 0) return rc;
+  const bool json = opts.json;
+  const bool quick = opts.quick;
+  const int reps = opts.reps;
+  cpspec::bench::start_watchdog("cpspec-bench-pool", 60 + 30 * reps);
 
   unsigned hw = std::thread::hardware_concurrency();
   if (hw == 0) hw = 1;

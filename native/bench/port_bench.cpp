@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_cli.h"
 #include "port.h"
 
 namespace {
@@ -378,38 +379,12 @@ const char* const kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool json = false;
-  bool quick = false;
-  int reps = 7;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-      if (reps < 1 || reps > 100) {
-        std::fputs(kUsage, stderr);
-        return 2;
-      }
-    } else if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "cpspec-bench-port: unknown option '%s'\n%s", argv[i], kUsage);
-      return 2;
-    }
-  }
-  if (quick) reps = 1;
-
-  // Watchdog: a broken core must not hang the bench forever (a normal run takes ~2 s per rep).
-  const int limit_s = 60 + 20 * reps;
-  std::thread([limit_s] {
-    std::this_thread::sleep_for(std::chrono::seconds(limit_s));
-    std::fprintf(stderr, "cpspec-bench-port: still running after %d s, giving up\n", limit_s);
-    std::_Exit(3);
-  }).detach();
+  cpspec::bench::Options opts;
+  if (int rc = cpspec::bench::parse_options(argc, argv, "cpspec-bench-port", kUsage, 7, opts); rc >= 0) return rc;
+  const bool json = opts.json;
+  const bool quick = opts.quick;
+  const int reps = opts.reps;
+  cpspec::bench::start_watchdog("cpspec-bench-port", 60 + 20 * reps);
 
   const std::size_t n_single = quick ? 20000 : 2000000;
   const std::size_t n_batched = quick ? 64000 : 8000000;
