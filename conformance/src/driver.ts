@@ -17,6 +17,11 @@ import {
   type TargetInfo,
   type Trace,
   type WorkerProgram,
+  type AcquireResult,
+  type PoolStats,
+  type PoolTarget,
+  type ReleaseResult,
+  RELEASE_RESULTS,
 } from '../../reference/src/target.ts';
 import { LineSplitter, LineTooLongError, TailBuffer, clip } from './lines.ts';
 import { PROTOCOL_VERSION, RUNNER_NAME, RUNNER_VERSION } from './version.ts';
@@ -393,6 +398,35 @@ export class DriverTarget implements Target, FailingTarget {
     const r = await this.call('workers.run', { port, programs, options: options ?? {} });
     return traceFromJson(r);
   }
+
+  /** Buffer pools over the protocol's pool.* methods (capability 'pool'). */
+  readonly pools: PoolTarget = {
+    createBufferPool: async (options) => {
+      const r = (await this.call('pool.create', { bufferSize: options.bufferSize, count: options.count })) as { pool?: unknown };
+      if (typeof r !== 'object' || r === null || typeof r.pool !== 'number') throw shape('pool.create', r);
+      return r.pool;
+    },
+    acquireBuffer: async (pool, waitMs = 0) => {
+      const r = (await this.call('pool.acquire', { pool, waitMs })) as AcquireResult;
+      if (r?.kind === 'exhausted') return { kind: 'exhausted' };
+      if (r?.kind === 'buffer' && typeof r.id === 'number') return { kind: 'buffer', id: r.id };
+      throw shape('pool.acquire', r);
+    },
+    releaseBuffer: async (pool, id) => {
+      const r = (await this.call('pool.release', { pool, buffer: id })) as { result?: unknown };
+      if (!(RELEASE_RESULTS as readonly unknown[]).includes(r?.result)) throw shape('pool.release', r);
+      return r.result as ReleaseResult;
+    },
+    poolStats: async (pool) => {
+      const r = (await this.call('pool.stats', { pool })) as PoolStats;
+      const keys = ['total', 'inUse', 'available', 'highWater', 'failedAcquires'] as const;
+      if (typeof r !== 'object' || r === null || !keys.every((k) => typeof r[k] === 'number')) throw shape('pool.stats', r);
+      return { total: r.total, inUse: r.inUse, available: r.available, highWater: r.highWater, failedAcquires: r.failedAcquires };
+    },
+    destroyBufferPool: async (pool) => {
+      await this.call('pool.destroy', { pool });
+    },
+  };
 
   async reset(): Promise<void> {
     await this.call('reset');

@@ -99,6 +99,20 @@ async function dispatch(target: Target, method: string, p: Params): Promise<unkn
       if (options !== undefined && typeof options !== 'object') throw new RpcFailure(ERR.params, '"options" must be an object');
       return traceToJson(await target.runWorkers(int(p, 'port'), p.programs, options as object));
     }
+    case 'pool.create':
+    case 'pool.acquire':
+    case 'pool.release':
+    case 'pool.stats':
+    case 'pool.destroy': {
+      const pools = target.pools;
+      if (!pools) throw new RpcFailure(ERR.method, `method not found: ${method} (the target has no pools)`);
+      if (method === 'pool.create') return { pool: await pools.createBufferPool({ bufferSize: int(p, 'bufferSize'), count: int(p, 'count') }) };
+      if (method === 'pool.acquire') return await pools.acquireBuffer(int(p, 'pool'), optNum(p, 'waitMs', 0));
+      if (method === 'pool.release') return { result: await pools.releaseBuffer(int(p, 'pool'), int(p, 'buffer')) };
+      if (method === 'pool.stats') return await pools.poolStats(int(p, 'pool'));
+      await pools.destroyBufferPool(int(p, 'pool'));
+      return {};
+    }
     default:
       throw new RpcFailure(ERR.method, `method not found: ${method}`);
   }

@@ -24,27 +24,9 @@ export const MAX_BUFFER_SIZE = 2 ** 30;
 /** Largest slab (rounded buffer size x count) one pool may allocate. */
 export const MAX_POOL_BYTES = 2 ** 36;
 
-export type PoolId = number;
-export type BufferId = number;
-
-export type AcquireResult = { kind: 'buffer'; id: BufferId } | { kind: 'exhausted' };
-export const RELEASE_RESULTS = ['ok', 'double-release', 'foreign'] as const;
-export type ReleaseResult = (typeof RELEASE_RESULTS)[number];
-
-export interface PoolStats {
-  total: number;
-  inUse: number;
-  available: number;
-  highWater: number;
-  failedAcquires: number;
-}
-
-export interface BufferPoolOptions {
-  /** 1..2^30 bytes, rounded up to a multiple of 64. */
-  bufferSize: number;
-  /** 1..2^30 buffers; bufferSize (rounded) x count at most 2^36 bytes. */
-  count: number;
-}
+export type { AcquireResult, BufferId, BufferPoolOptions, PoolId, PoolStats, PoolTarget, ReleaseResult } from './target.ts';
+export { RELEASE_RESULTS } from './target.ts';
+import type { AcquireResult, BufferId, BufferPoolOptions, PoolId, PoolStats, PoolTarget, ReleaseResult } from './target.ts';
 
 /**
  * One pool, synchronously: what ModelBufferPool and the addon's BufferPool (native/addon/pool.cpp) both
@@ -60,20 +42,6 @@ export interface BufferPoolApi {
   stats(): PoolStats;
   /** '' when consistent, else the first problem (call it when no operation is in flight). */
   audit(): string;
-}
-
-/**
- * Suggested additions to the Target interface (reference/src/target.ts), behind capability 'pool'.
- * Unknown pool handles reject with 'not-found'; bad arguments with 'invalid'.
- */
-export interface PoolTarget {
-  createBufferPool(options: BufferPoolOptions): Promise<PoolId>;
-  /** waitMs default 0 (answer at once); 0..2^31-1, never infinite (-1 is 'invalid'). */
-  acquireBuffer(pool: PoolId, waitMs?: number): Promise<AcquireResult>;
-  releaseBuffer(pool: PoolId, id: BufferId): Promise<ReleaseResult>;
-  poolStats(pool: PoolId): Promise<PoolStats>;
-  /** Frees the pool (pending waits resolve 'exhausted'); later calls with this handle reject 'not-found'. */
-  destroyBufferPool(pool: PoolId): Promise<void>;
 }
 
 /** n rounded up to a multiple of 64 (0 -> 64). */

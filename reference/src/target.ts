@@ -238,7 +238,46 @@ export interface SocketApi {
   setFaults(socket: SocketId, faults: SocketFaults): Promise<void>;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Buffer pools (capability 'pool').
+// ---------------------------------------------------------------------------------------------------------
+
 export type PoolId = number;
+export type BufferId = number;
+
+export type AcquireResult = { kind: 'buffer'; id: BufferId } | { kind: 'exhausted' };
+export const RELEASE_RESULTS = ['ok', 'double-release', 'foreign'] as const;
+export type ReleaseResult = (typeof RELEASE_RESULTS)[number];
+
+export interface PoolStats {
+  total: number;
+  inUse: number;
+  available: number;
+  highWater: number;
+  failedAcquires: number;
+}
+
+export interface BufferPoolOptions {
+  /** 1..2^30 bytes, rounded up to a multiple of 64. */
+  bufferSize: number;
+  /** 1..2^30 buffers; bufferSize (rounded) x count at most 2^36 bytes. */
+  count: number;
+}
+
+/**
+ * Buffer pools (capability 'pool'): fixed-size buffers, bounded count, exhaustion reported, never waited out
+ * forever. Unknown pool handles reject with 'not-found'; bad arguments with 'invalid'.
+ */
+export interface PoolTarget {
+  createBufferPool(options: BufferPoolOptions): Promise<PoolId>;
+  /** waitMs default 0 (answer at once); 0..2^31-1, never infinite (-1 is 'invalid'). */
+  acquireBuffer(pool: PoolId, waitMs?: number): Promise<AcquireResult>;
+  releaseBuffer(pool: PoolId, id: BufferId): Promise<ReleaseResult>;
+  poolStats(pool: PoolId): Promise<PoolStats>;
+  /** Frees the pool (pending waits resolve 'exhausted'); later calls with this handle reject 'not-found'. */
+  destroyBufferPool(pool: PoolId): Promise<void>;
+}
+
 
 // ---------------------------------------------------------------------------------------------------------
 // The target.
@@ -267,6 +306,8 @@ export interface Target {
 
   /** Socket operations (capability 'sockets'); absent on targets without sockets. */
   sockets?: SocketApi;
+  /** Buffer pools (capability 'pool'); absent on targets without pools. */
+  pools?: PoolTarget;
 
   /** Releases everything the target holds (ports, sockets, pools); the target stays usable. */
   reset(): Promise<void>;
