@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "port.h"
+#include "sockets.h"
 #include "workers.h"
 
 // The other bindings compiled into this addon (native/addon/*.cpp) add their exports from Init below.
@@ -140,6 +141,7 @@ Napi::Object PacketValue(Napi::Env env, const Packet& p) {
   o.Set("token", Napi::Number::New(env, static_cast<double>(p.token)));
   o.Set("status", Napi::String::New(env, status_name(p.status)));
   o.Set("nativeError", Napi::Number::New(env, static_cast<double>(p.native_error)));
+  AttachSocketFields(env, o, p);  // op, socket, data (socket completions only)
   return o;
 }
 
@@ -710,9 +712,21 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, kVersion));
   InitFraming(env, exports);
   cpspec::pool::InitPool(env, exports);
+  InitSockets(env, exports);
   return exports;
 }
 
 }  // namespace
+
+// Declared in sockets.h: lets the socket bindings take a Port object or a port id.
+std::shared_ptr<cpspec::Port> PortFromValue(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (v.IsNumber()) {
+    const auto id = static_cast<std::uint64_t>(Integer(env, v, what, 1, kMaxSafe));
+    std::shared_ptr<Port> port = Registry::Get().Find(id);
+    if (!port) Throw(env, "invalid", what + ": no live port with id " + std::to_string(id));
+    return port;
+  }
+  return PortWrap::From(env, v, what);
+}
 
 NODE_API_MODULE(cpspec_native, Init)

@@ -1,14 +1,18 @@
 // The native reference implementation behind the Target interface (reference/src/target.ts): the port
 // core in C++ (native/core), reached through the addon (native/addon). On Linux the port core is shared by
-// the epoll and io_uring back-ends; sockets come later, so today the back-end only names which one will
-// carry socket I/O.
+// the epoll and io_uring back-ends. Sockets (SocketApi) run on the epoll back-end (native/epoll) through the
+// addon's createSocketBackend; io_uring is not built yet.
 //
 // - Ports are tracked by small integer ids (1, 2, ...), unique until reset().
 // - JS-level dequeues run on the addon's own threads: each pending dequeue is a separate waiter, as if made
 //   by its own thread that exits when the call returns (it needs a free slot to be released but never
 //   keeps one), the same rule as the model. runWorkers runs real OS threads.
-// - Errors: TargetError 'invalid' for bad arguments (unknown port included), 'closed' for a post on a
-//   closed port, 'unsupported' for a back-end that is not built.
+// - Errors: TargetError 'invalid' for bad arguments (unknown port or socket included), 'closed' for a post on
+//   a closed port, 'unsupported' for a back-end that is not built. A socket call that fails synchronously
+//   (nothing queued) rejects with the addon's code: 'invalid', or the portable status name (e.g. 'refused')
+//   with nativeError = errno.
+// - Sockets: one native back-end per target, created on first use and shut down by reset()/dispose()
+//   (every pending operation then completes with 'aborted'). Socket and operation ids come from it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -22,7 +26,14 @@ import {
   type PortId,
   type PostOptions,
   type RunWorkersOptions,
+  type SendOptions,
+  type SocketAddress,
+  type SocketApi,
+  type SocketFaults,
+  type SocketId,
+  type OpId,
   type Target,
+  type TargetErrorCode,
   type TargetInfo,
   type Trace,
   type WorkerProgram,
@@ -56,13 +67,119 @@ function packageVersion(): string {
   }
 }
 
-/** Turns an addon error (an Error with code 'invalid' / 'closed' / 'internal') into a TargetError. */
+const SOCKET_CAPS = [
+  CAPABILITIES.sockets,
+  CAPABILITIES.zeroLengthProbe,
+  CAPABILITIES.partialSendMode,
+  CAPABILITIES.faultInjection,
+];
+
+/** Codes an addon socket call may throw besides the TargetError codes: the portable status names. */
+const PASS_THROUGH = new Set(['invalid', 'closed', 'unsupported', 'not-found', 'eof', 'aborted', 'reset', 'refused', 'pool-exhausted', 'timeout']);
+
+/**
+ * Turns an addon error (an Error with code 'invalid' / 'closed' / 'internal', or for socket calls a status
+ * name with nativeError) into a TargetError.
+ */
 function toTargetError(e: unknown): TargetError {
   if (e instanceof TargetError) return e;
-  const err = e as { code?: unknown; message?: unknown } | null;
-  const code = err?.code === 'invalid' || err?.code === 'closed' ? err.code : 'internal';
+  const err = e as { code?: unknown; message?: unknown; nativeError?: unknown } | null;
+  const code = typeof err?.code === 'string' && PASS_THROUGH.has(err.code) ? (err.code as TargetErrorCode) : 'internal';
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  return new TargetError(code, message);
+  const nativeError = typeof err?.nativeError === 'number' ? err.nativeError : 0;
+  return new TargetError(code, message, nativeError);
+}
+
+/** The addon's socket back-end object (native/addon/sockets.cpp). Sync failures throw {code, nativeError}. */
+export interface AddonSocketBackend {
+  readonly name: string;
+  listen(port: AddonPort, key: number, host?: string, bindPort?: number, backlog?: number): { socket: number; address: SocketAddress };
+  accept(listener: number, token: number, newKey: number): number;
+  connect(port: AddonPort, key: number, token: number, host: string, remotePort: number): { socket: number; op: number };
+  recv(socket: number, length: number, token: number): number;
+  send(socket: number, data: Uint8Array, token: number, partial?: boolean): number;
+  shutdown(socket: number, how: 'send' | 'recv' | 'both'): void;
+  close(socket: number, abortive?: boolean): void;
+  cancel(socket: number, op?: number): 'ok' | 'not-found';
+  setBuffers(socket: number, send?: number, recv?: number): void;
+  setFaults(socket: number, faults: SocketFaults): void;
+  shutdownAll(): void;
+}
+
+type SocketAddon = Addon & { createSocketBackend?: (name: string) => AddonSocketBackend };
+
+function options(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TargetError('invalid', `${what} must be an object, got ${String(v)}`);
+  return v as Record<string, unknown>;
+}
+
+/** SocketApi over the addon's back-end; ports are the target's (looked up by id). */
+class NativeSockets implements SocketApi {
+  private readonly owner: NativeTarget;
+  constructor(owner: NativeTarget) {
+    this.owner = owner;
+  }
+
+  private call<T>(fn: (b: AddonSocketBackend) => T): T {
+    const b = this.owner.socketBackend();
+    try {
+      return fn(b);
+    } catch (e) {
+      throw toTargetError(e);
+    }
+  }
+
+  async listen(port: number, opts: { key: number; host?: string; bindPort?: number; backlog?: number }): Promise<{ socket: SocketId; address: SocketAddress }> {
+    const p = this.owner.portById(port);
+    const o = options(opts, 'options');
+    return this.call((b) => b.listen(p, o.key as number, (o.host as string | undefined) ?? '127.0.0.1', o.bindPort as number | undefined, o.backlog as number | undefined));
+  }
+
+  async accept(listener: SocketId, opts: { token: number; newKey: number }): Promise<OpId> {
+    const o = options(opts, 'options');
+    return this.call((b) => b.accept(listener, o.token as number, o.newKey as number));
+  }
+
+  async connect(port: number, opts: { key: number; token: number; host: string; remotePort: number }): Promise<{ socket: SocketId; op: OpId }> {
+    const p = this.owner.portById(port);
+    const o = options(opts, 'options');
+    return this.call((b) => b.connect(p, o.key as number, o.token as number, o.host as string, o.remotePort as number));
+  }
+
+  async recv(socket: SocketId, opts: { length: number; token: number; pool?: number }): Promise<OpId> {
+    const o = options(opts, 'options');
+    if (o.pool !== undefined) throw new TargetError('unsupported', 'pool-backed receives are not supported by the epoll back-end yet');
+    return this.call((b) => b.recv(socket, o.length as number, o.token as number));
+  }
+
+  async send(socket: SocketId, data: Uint8Array, opts: SendOptions): Promise<OpId> {
+    const o = options(opts, 'options');
+    if (!(data instanceof Uint8Array)) throw new TargetError('invalid', `data must be a Uint8Array, got ${String(data)}`);
+    return this.call((b) => b.send(socket, data, o.token as number, o.partial as boolean | undefined));
+  }
+
+  async shutdown(socket: SocketId, how: 'send' | 'recv' | 'both'): Promise<void> {
+    this.call((b) => b.shutdown(socket, how));
+  }
+
+  async close(socket: SocketId, opts?: { abortive?: boolean }): Promise<void> {
+    const o = opts === undefined ? {} : options(opts, 'options');
+    this.call((b) => b.close(socket, o.abortive as boolean | undefined));
+  }
+
+  async cancel(socket: SocketId, op?: OpId): Promise<'ok' | 'not-found'> {
+    return this.call((b) => b.cancel(socket, op));
+  }
+
+  async setBuffers(socket: SocketId, sizes: { send?: number; recv?: number }): Promise<void> {
+    const o = options(sizes, 'sizes');
+    this.call((b) => b.setBuffers(socket, o.send as number | undefined, o.recv as number | undefined));
+  }
+
+  async setFaults(socket: SocketId, faults: SocketFaults): Promise<void> {
+    const o = options(faults, 'faults');
+    this.call((b) => b.setFaults(socket, o as SocketFaults));
+  }
 }
 
 function checkMax(max: unknown): number {
@@ -79,10 +196,35 @@ class NativeTarget implements Target {
   private ports = new Map<PortId, AddonPort>();
   private nextId = 1;
   private disposed = false;
+  private sock: AddonSocketBackend | undefined;
+  readonly sockets?: SocketApi;
 
   constructor(addon: Addon, backend: string) {
     this.addon = addon;
     this.backend = backend;
+    if (this.hasSockets()) this.sockets = new NativeSockets(this);
+  }
+
+  private hasSockets(): boolean {
+    return this.backend === 'epoll' && typeof (this.addon as SocketAddon).createSocketBackend === 'function';
+  }
+
+  /** The target's socket back-end, created on first use (and again after reset). */
+  socketBackend(): AddonSocketBackend {
+    this.live();
+    if (!this.sock) {
+      try {
+        this.sock = (this.addon as SocketAddon).createSocketBackend!(this.backend);
+      } catch (e) {
+        throw toTargetError(e);
+      }
+    }
+    return this.sock;
+  }
+
+  /** A port by target id, for the socket calls. */
+  portById(id: unknown): AddonPort {
+    return this.port(id);
   }
 
   private live(): void {
@@ -102,9 +244,11 @@ class NativeTarget implements Target {
       name: NATIVE_NAME,
       version: this.version,
       backend: this.backend,
-      capabilities: [...CAPS],
+      capabilities: this.hasSockets() ? [...CAPS, ...SOCKET_CAPS] : [...CAPS],
       notes: [
-        `port core in user space (native/core), shared by the epoll and io_uring back-ends; sockets not built yet`,
+        this.hasSockets()
+          ? `port core in user space (native/core); sockets on the epoll back-end (native/epoll, edge-triggered, one thread)`
+          : `port core in user space (native/core), shared by the epoll and io_uring back-ends; sockets not built`,
         `addon ${path.relative(repoRoot, addonPath())} (core ${a.version})`,
       ],
       hardwareThreads: a.hardwareThreads,
@@ -178,6 +322,15 @@ class NativeTarget implements Target {
   }
 
   async reset(): Promise<void> {
+    if (this.sock) {
+      const s = this.sock;
+      this.sock = undefined;
+      try {
+        s.shutdownAll(); // pending socket operations complete with 'aborted' (to ports closed just below)
+      } catch {
+        // cannot fail; keep reset total
+      }
+    }
     for (const p of this.ports.values()) {
       try {
         p.close();

@@ -1,0 +1,93 @@
+#include "sockets_common.h"
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+namespace cpspec::sockets {
+
+Status status_from_errno(int e) noexcept {
+  switch (e) {
+    case 0: return Status::ok;
+    case ECONNRESET:
+    case EPIPE:
+    case ECONNABORTED:
+    case ENOTCONN:
+    case ENETRESET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+#ifdef ENETDOWN
+    case ENETDOWN:
+#endif
+#ifdef EHOSTDOWN
+    case EHOSTDOWN:
+#endif
+#ifdef EPROTO
+    case EPROTO:
+#endif
+      return Status::reset;
+    case ECONNREFUSED: return Status::refused;
+    case ECANCELED: return Status::aborted;
+    case ETIMEDOUT: return Status::timeout;
+    case ENOBUFS: return Status::pool_exhausted;
+    default: return Status::invalid;  // EBADF, ENOTSOCK, EINVAL, ...
+  }
+}
+
+bool is_sticky_error(int e) noexcept { return e == ECONNRESET || e == ECONNABORTED || e == ETIMEDOUT || e == ENETRESET; }
+
+namespace {
+struct Registry {
+  std::mutex mu;
+  Backend* slots[kMaxBackends + 1] = {};
+  std::uint32_t next = 1;  // round robin, so a freed index is not reused at once
+};
+Registry& registry() {
+  static Registry* r = new Registry();  // never destroyed: back-ends may outlive static destruction
+  return *r;
+}
+}  // namespace
+
+std::uint32_t register_backend(Backend* b) noexcept {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  for (std::uint32_t i = 0; i < kMaxBackends; ++i) {
+    std::uint32_t idx = r.next;
+    r.next = r.next == kMaxBackends ? 1 : r.next + 1;
+    if (r.slots[idx] == nullptr) {
+      r.slots[idx] = b;
+      return idx;
+    }
+  }
+  return 0;
+}
+
+void unregister_backend(std::uint32_t index) noexcept {
+  if (index == 0 || index > kMaxBackends) return;
+  Registry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  r.slots[index] = nullptr;
+}
+
+bool take_op_data(OpId op, std::vector<std::uint8_t>& out) {
+  const std::uint32_t idx = op_backend_index(op);
+  if (idx == 0 || idx > kMaxBackends) return false;
+  Registry& r = registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  Backend* b = r.slots[idx];
+  return b != nullptr && b->take_data(op, out);
+}
+
+Sync sync_error(Status s, int native_error, std::string message) {
+  Sync r;
+  r.status = s;
+  r.native_error = native_error;
+  r.message = std::move(message);
+  return r;
+}
+
+Sync sync_errno(int e, const std::string& what) {
+  return sync_error(status_from_errno(e), e, what + ": " + std::strerror(e));
+}
+
+}  // namespace cpspec::sockets

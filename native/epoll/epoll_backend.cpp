@@ -1,0 +1,673 @@
+// The epoll socket back-end: IOCP-style (proactor) TCP operations emulated over readiness (reactor).
+//
+// Semantics (shared with the io_uring back-end; see backend.h and SocketApi in reference/src/target.ts):
+// - One epoll thread per back-end instance and an eventfd that wakes it (only to stop it: see below).
+//   Sockets are non-blocking, registered once, EDGE-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), so no
+//   epoll_ctl is ever needed to re-arm. Edge triggering is safe because every attempt runs until EAGAIN
+//   or until the queue is empty, and a new submission is attempted at once by the submitting thread (so
+//   readiness that arrived before the op was queued is never waited for). Level triggering would spin on
+//   EPOLLOUT for every idle connected socket.
+// - All socket system calls (non-blocking, so short) and all completions run under the back-end's one
+//   lock, on the submitting thread (first attempt) or on the epoll thread (after readiness). A completion
+//   is posted to the port under that lock, so completions of one socket are queued in the order they
+//   happened, and close/cancel cannot race with an op half-way through a system call.
+// - TCP_NODELAY on connected sockets, SO_REUSEADDR on listeners, MSG_NOSIGNAL on every send (a send to a
+//   reset peer is an error completion, never SIGPIPE).
+// - Per socket, FIFO queues: recv side (recv, probe, accept) and send side. Several sends are transmitted
+//   in issue order; several recvs are filled in issue order.
+// - recv (length > 0) completes as soon as any data is there (ok, n bytes; the data is kept for
+//   take_data). Graceful peer close: eof, 0 bytes, after all data; eof is sticky (each later recv completes
+//   eof/0 at once). A connection error (ECONNRESET, ECONNABORTED, ETIMEDOUT, ENETRESET) completes the op
+//   with its status (reset, 0 bytes) and is sticky: every later recv or send completes at once with the
+//   same status and errno (never a 0-byte success, although the kernel reports 0 after the first error).
+// - probe (length 0): recv(MSG_PEEK) of 1 byte: ok/0 if data is readable (consumes nothing), eof/0 if the
+//   peer closed with nothing left, reset on RST; pends otherwise; always completes through a packet. A
+//   probe is not counted as a recv call for fault injection.
+// - send (partial = false) loops until every byte is accepted by the kernel, counting bytes accepted before
+//   EAGAIN and never more than requested: ok with the full count, or an error status with bytes = exactly
+//   the prefix written. partial = true: completes after the first send call that wrote anything (possibly
+//   a short count). A zero-byte send completes ok/0 through a packet.
+// - close(s, abortive): abortive sets SO_LINGER {1, 0} (RST). epoll reports nothing for a closed fd, so
+//   close itself completes every pending op on s exactly once with aborted (ECANCELED): recv/probe/accept/
+//   connect with 0 bytes, a send with the bytes already written. Nothing pending: no packet. Any later
+//   call on s fails synchronously with Status::invalid ("unknown socket").
+// - cancel(s, op) (op 0 = all): a pending op completes once with aborted, found = true. Unread data stays
+//   in the kernel for the next recv (a recv takes bytes only in the same locked step that completes it).
+//   A cancelled send reports the bytes already written; the stream is then unusable for further sends
+//   unless the caller resends the rest (bytes = the prefix the peer will get). A cancelled connect leaves
+//   the socket unusable: its later ops complete with aborted.
+// - accept: completion key = the listener's key, Packet::socket = the new socket (associated with the same
+//   port under new_key), ok. connect: the socket id is returned synchronously; the op completes ok when
+//   connected, refused (ECONNREFUSED) asynchronously, never as a synchronous failure. recv/send issued
+//   before the connect completes wait for it (and fail with its status if it fails).
+// - Fault injection: max_bytes_per_call caps each send()/recv() call; the nth (1-based, counted from
+//   set_faults) send or recv call fails with fail_errno instead of being made, and the op completes with
+//   the mapped status and that errno (a sticky errno then poisons the socket as a real one would).
+// - Every accepted op completes exactly once (Op::complete_once under the lock). shutdown_all() completes
+//   everything pending with aborted, closes every socket and joins the thread; so does the destructor.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "backend.h"
+#include "sockets_common.h"
+
+namespace cpspec {
+namespace {
+
+using sockets::FaultState;
+using sockets::Op;
+using sockets::OpKind;
+
+// A recv allocates at most this much per call (it completes with whatever is available anyway).
+constexpr std::size_t kMaxRecvChunk = std::size_t{4} << 20;
+
+enum class SockKind : std::uint8_t { listener, stream };
+
+struct Sock {
+  SocketId id = 0;
+  int fd = -1;
+  SockKind kind = SockKind::stream;
+  std::shared_ptr<Port> port;
+  std::uint64_t key = 0;
+  std::unique_ptr<Op> connect_op;  // pending connect
+  bool connecting = false;         // connect() in progress (whether or not connect_op is still there)
+  int connect_error = 0;           // connect() failed at once with this connection error
+  bool eof = false;                // sticky end of stream
+  int error = 0;                   // sticky connection error (errno)
+  std::deque<std::unique_ptr<Op>> rq;  // recv, probe, accept
+  std::deque<std::unique_ptr<Op>> sq;  // send
+  FaultState faults;
+};
+
+bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len) {
+  std::memset(&ss, 0, sizeof ss);
+  const std::string h = host.empty() || host == "localhost" ? "127.0.0.1" : host;
+  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+  if (inet_pton(AF_INET, h.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET6, h.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+class EpollBackend final : public Backend {
+ public:
+  EpollBackend() = default;
+
+  bool start(std::string& why) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) {
+      why = std::string("epoll_create1: ") + std::strerror(errno);
+      return false;
+    }
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_ < 0) {
+      why = std::string("eventfd: ") + std::strerror(errno);
+      return false;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0;  // socket ids start at 1
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, wake_, &ev) != 0) {
+      why = std::string("epoll_ctl(eventfd): ") + std::strerror(errno);
+      return false;
+    }
+    index_ = sockets::register_backend(this);
+    try {
+      thread_ = std::thread(&EpollBackend::loop, this);
+    } catch (const std::exception& e) {
+      why = std::string("cannot start the epoll thread: ") + e.what();
+      return false;
+    }
+    return true;
+  }
+
+  ~EpollBackend() override {
+    sockets::unregister_backend(index_);  // first: no take_data may start on a dying object
+    shutdown_all();
+    if (wake_ >= 0) ::close(wake_);
+    if (ep_ >= 0) ::close(ep_);
+  }
+
+  const char* name() const noexcept override { return "epoll"; }
+
+  Sync listen(const std::shared_ptr<Port>& port, std::uint64_t key, const std::string& host, std::uint16_t bind_port,
+              int backlog, SocketId& out, std::uint16_t& bound_port) override {
+    out = 0;
+    bound_port = 0;
+    if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    if (!parse_address(host, bind_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sockets::sync_errno(errno, "listen: socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, backlog > 0 ? backlog : 128) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return sockets::sync_errno(e, "listen: bind/listen");
+    }
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+    bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_) {
+      ::close(fd);
+      return stopped_error();
+    }
+    Sync r = add_socket(fd, SockKind::listener, port, key, out);
+    if (!r.ok()) ::close(fd);
+    return r;
+  }
+
+  Sync accept(SocketId listener, std::uint64_t token, std::uint64_t new_key, OpId& op) override {
+    op = 0;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(listener);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(listener);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "accept: socket " + std::to_string(listener) + " is not a listener");
+    auto o = new_op(OpKind::accept, token);
+    o->new_key = new_key;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync connect(const std::shared_ptr<Port>& port, std::uint64_t key, std::uint64_t token, const std::string& host,
+               std::uint16_t remote_port, SocketId& out, OpId& op) override {
+    out = 0;
+    op = 0;
+    if (!port) return sockets::sync_error(Status::invalid, EINVAL, "connect: no port");
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    if (!parse_address(host, remote_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sockets::sync_errno(errno, "connect: socket");
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_) {
+      ::close(fd);
+      return stopped_error();
+    }
+    Sync r = add_socket(fd, SockKind::stream, port, key, out);
+    if (!r.ok()) {
+      ::close(fd);
+      return r;
+    }
+    Sock& s = *socks_.at(out);
+    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+    int e = rc == 0 ? 0 : errno;
+    if (rc != 0 && e != EINPROGRESS && e != EINTR) {
+      if (sockets::status_from_errno(e) == Status::invalid) {  // a bad argument: nothing queued
+        drop_socket(s);
+        out = 0;
+        return sockets::sync_errno(e, "connect");
+      }
+      s.connect_error = e;  // refused and friends complete through the port, never synchronously
+    }
+    s.connecting = true;
+    auto o = new_op(OpKind::connect, token);
+    op = o->id;
+    s.connect_op = std::move(o);
+    process(s);
+    return sockets::sync_ok();
+  }
+
+  Sync recv(SocketId id, std::uint32_t length, std::uint64_t token, OpId& op) override {
+    op = 0;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
+    auto o = new_op(length == 0 ? OpKind::probe : OpKind::recv, token);
+    o->length = length;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
+    op = 0;
+    if (n > 0xFFFFFFFFu) return sockets::sync_error(Status::invalid, EINVAL, "send: at most 4294967295 bytes per send");
+    if (n > 0 && data == nullptr) return sockets::sync_error(Status::invalid, EINVAL, "send: no data");
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "send: socket " + std::to_string(id) + " is a listener");
+    auto o = new_op(OpKind::send, token);
+    o->data.assign(data, data + n);
+    o->partial = partial;
+    op = o->id;
+    s->sq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync shutdown(SocketId id, bool send_dir, bool recv_dir) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (!send_dir && !recv_dir) return sockets::sync_ok();
+    const int how = send_dir && recv_dir ? SHUT_RDWR : send_dir ? SHUT_WR : SHUT_RD;
+    if (::shutdown(s->fd, how) != 0) return sockets::sync_errno(errno, "shutdown");
+    process(*s);  // a local SHUT_RD makes pending receives see end of stream
+    return sockets::sync_ok();
+  }
+
+  Sync close(SocketId id, bool abortive) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (abortive) {
+      linger l{1, 0};
+      ::setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    abort_all(*s, ECANCELED);
+    drop_socket(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync cancel(SocketId id, OpId op, bool& found) override {
+    found = false;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (op == 0) {
+      found = abort_all(*s, ECANCELED) > 0;
+    } else {
+      if (s->connect_op && s->connect_op->id == op) {
+        found = true;
+        complete(*s, std::move(s->connect_op), Status::aborted, ECANCELED, 0);
+        s->error = ECANCELED;  // the connection attempt is abandoned: the socket is unusable
+        s->connecting = false;
+      }
+      for (auto* q : {&s->rq, &s->sq}) {
+        for (auto it = q->begin(); !found && it != q->end(); ++it) {
+          if ((*it)->id != op) continue;
+          std::unique_ptr<Op> o = std::move(*it);
+          q->erase(it);
+          const std::uint32_t bytes = o->kind == OpKind::send ? static_cast<std::uint32_t>(o->sent) : 0;
+          complete(*s, std::move(o), Status::aborted, ECANCELED, bytes);
+          found = true;
+          break;
+        }
+      }
+    }
+    if (found) process(*s);  // the next queued op may now run
+    return sockets::sync_ok();
+  }
+
+  Sync set_buffers(SocketId id, int send_bytes, int recv_bytes) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (send_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &send_bytes, sizeof send_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_SNDBUF)");
+    if (recv_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &recv_bytes, sizeof recv_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_RCVBUF)");
+    return sockets::sync_ok();
+  }
+
+  Sync set_faults(SocketId id, const SocketFaults& f) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (f.fail_call != SocketFaults::Call::none && (f.fail_nth == 0 || f.fail_errno <= 0)) {
+      return sockets::sync_error(Status::invalid, EINVAL, "set_faults: fail_nth must be >= 1 and fail_errno > 0");
+    }
+    s->faults.set(f);
+    return sockets::sync_ok();
+  }
+
+  bool take_data(OpId op, std::vector<std::uint8_t>& out) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = data_.find(op);
+    if (it == data_.end()) return false;
+    out = std::move(it->second);
+    data_.erase(it);
+    return true;
+  }
+
+  void shutdown_all() override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!stopped_) {
+        stopped_ = true;
+        while (!socks_.empty()) {
+          Sock& s = *socks_.begin()->second;
+          abort_all(s, ECANCELED);
+          drop_socket(s);
+        }
+      }
+      if (wake_ >= 0) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t w = ::write(wake_, &one, sizeof one);
+      }
+    }
+    std::lock_guard<std::mutex> jg(join_mu_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static Sync stopped_error() { return sockets::sync_error(Status::invalid, 0, "the epoll back-end was shut down"); }
+
+  Sock* find(SocketId id) {
+    auto it = socks_.find(id);
+    return it == socks_.end() ? nullptr : it->second.get();
+  }
+
+  std::unique_ptr<Op> new_op(OpKind k, std::uint64_t token) {
+    auto o = std::make_unique<Op>();
+    o->id = sockets::make_op_id(index_, ++op_seq_);
+    o->kind = k;
+    o->token = token;
+    return o;
+  }
+
+  // Under mu_. Takes ownership of fd only on success.
+  Sync add_socket(int fd, SockKind kind, const std::shared_ptr<Port>& port, std::uint64_t key, SocketId& out) {
+    const SocketId id = ++sock_seq_;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = id;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) return sockets::sync_errno(errno, "epoll_ctl(ADD)");
+    auto s = std::make_unique<Sock>();
+    s->id = id;
+    s->fd = fd;
+    s->kind = kind;
+    s->port = port;
+    s->key = key;
+    socks_.emplace(id, std::move(s));
+    out = id;
+    return sockets::sync_ok();
+  }
+
+  // Under mu_: deregisters, closes the fd and forgets the socket (its queues must be empty).
+  void drop_socket(Sock& s) {
+    ::epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
+    ::close(s.fd);
+    socks_.erase(s.id);
+  }
+
+  // Under mu_: posts the completion of o (removed from its queue by the caller). The op's state machine
+  // guarantees one packet at most.
+  void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
+                std::vector<std::uint8_t>* data = nullptr) {
+    if (!o || !o->complete_once()) return;
+    Packet p;
+    p.key = s.key;
+    p.bytes = bytes;
+    p.token = o->token;
+    p.status = st;
+    p.native_error = err;
+    p.op = o->id;
+    p.socket = new_socket;
+    if (data != nullptr && !data->empty()) data_[o->id] = std::move(*data);
+    if (!s.port->post(p)) data_.erase(o->id);  // the port is closed: nobody will ever take the data
+  }
+
+  // Under mu_: every pending op of s completes with aborted (err). Returns how many.
+  std::size_t abort_all(Sock& s, int err) {
+    std::size_t n = 0;
+    if (s.connect_op) {
+      complete(s, std::move(s.connect_op), sockets::status_from_errno(err), err, 0);
+      ++n;
+    }
+    while (!s.rq.empty()) {
+      std::unique_ptr<Op> o = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(o), sockets::status_from_errno(err), err, 0);
+      ++n;
+    }
+    while (!s.sq.empty()) {
+      std::unique_ptr<Op> o = std::move(s.sq.front());
+      s.sq.pop_front();
+      const auto bytes = static_cast<std::uint32_t>(o->sent);
+      complete(s, std::move(o), sockets::status_from_errno(err), err, bytes);
+      ++n;
+    }
+    return n;
+  }
+
+  void fail_sticky(Sock& s, int e) {
+    if (sockets::is_sticky_error(e) && s.error == 0) s.error = e;
+  }
+
+  // Under mu_: runs whatever can run on s now (never blocks).
+  void process(Sock& s) {
+    if (s.kind == SockKind::listener) {
+      process_accepts(s);
+      return;
+    }
+    if (s.connecting && !process_connect(s)) return;
+    process_recvs(s);
+    process_sends(s);
+  }
+
+  // Returns true when the socket is connected (or failed for good) and its queues may run.
+  bool process_connect(Sock& s) {
+    int err = s.connect_error;
+    if (err == 0) {
+      socklen_t l = sizeof err;
+      if (::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
+    }
+    if (err == 0) {
+      sockaddr_storage peer{};
+      socklen_t pl = sizeof peer;
+      if (::getpeername(s.fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+        if (errno == ENOTCONN) return false;  // still in progress: EPOLLOUT/EPOLLERR will come
+        err = errno;
+      }
+    }
+    s.connecting = false;
+    if (err != 0 && s.error == 0) s.error = err;  // queued recv/send fail with the connect's status
+    if (s.connect_op) complete(s, std::move(s.connect_op), sockets::status_from_errno(err), err, 0);
+    return true;
+  }
+
+  void process_accepts(Sock& s) {
+    while (!s.rq.empty()) {
+      int fd = ::accept4(s.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        const int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return;
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;  // that connection is gone; try the next
+        std::unique_ptr<Op> o = std::move(s.rq.front());
+        s.rq.pop_front();
+        complete(s, std::move(o), sockets::status_from_errno(e), e, 0);
+        continue;
+      }
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::unique_ptr<Op> o = std::move(s.rq.front());
+      s.rq.pop_front();
+      SocketId nid = 0;
+      Sync r = add_socket(fd, SockKind::stream, s.port, o->new_key, nid);
+      if (!r.ok()) {
+        ::close(fd);
+        complete(s, std::move(o), r.status, r.native_error, 0);
+        continue;
+      }
+      complete(s, std::move(o), Status::ok, 0, 0, nid);
+    }
+  }
+
+  void process_recvs(Sock& s) {
+    while (!s.rq.empty()) {
+      Op& o = *s.rq.front();
+      Status st = Status::ok;
+      int err = 0;
+      std::uint32_t bytes = 0;
+      std::vector<std::uint8_t> buf;
+      if (s.error != 0) {
+        err = s.error;
+        st = sockets::status_from_errno(err);
+      } else if (s.eof) {
+        st = Status::eof;
+      } else if (o.kind == OpKind::probe) {
+        char c;
+        ssize_t n = ::recv(s.fd, &c, 1, MSG_PEEK);
+        if (n > 0) {
+          st = Status::ok;
+        } else if (n == 0) {
+          s.eof = true;
+          st = Status::eof;
+        } else {
+          err = errno;
+          if (err == EAGAIN || err == EWOULDBLOCK) return;
+          if (err == EINTR) continue;
+          fail_sticky(s, err);
+          st = sockets::status_from_errno(err);
+        }
+      } else {
+        const int injected = s.faults.on_call(false);
+        ssize_t n;
+        if (injected != 0) {
+          n = -1;
+          err = injected;
+        } else {
+          buf.resize(s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)));
+          n = ::recv(s.fd, buf.data(), buf.size(), 0);
+          err = n < 0 ? errno : 0;
+        }
+        if (n > 0) {
+          buf.resize(static_cast<std::size_t>(n));
+          bytes = static_cast<std::uint32_t>(n);
+        } else if (n == 0) {
+          s.eof = true;
+          st = Status::eof;
+          buf.clear();
+        } else {
+          if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+            --s.faults.recv_calls;  // nothing was there: not a call that "happened" for fault counting
+            return;
+          }
+          if (err == EINTR) continue;
+          fail_sticky(s, err);
+          st = sockets::status_from_errno(err);
+          buf.clear();
+        }
+      }
+      std::unique_ptr<Op> op = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(op), st, err, bytes, 0, &buf);
+    }
+  }
+
+  void process_sends(Sock& s) {
+    while (!s.sq.empty()) {
+      Op& o = *s.sq.front();
+      Status st = Status::ok;
+      int err = 0;
+      bool done = false;
+      if (s.error != 0) {
+        err = s.error;
+        st = sockets::status_from_errno(err);
+        done = true;
+      }
+      bool wrote_now = false;
+      while (!done && o.remaining() > 0) {
+        const int injected = s.faults.on_call(true);
+        ssize_t n;
+        if (injected != 0) {
+          n = -1;
+          err = injected;
+        } else {
+          n = ::send(s.fd, o.data.data() + o.sent, s.faults.cap(o.remaining()), MSG_NOSIGNAL);
+          err = n < 0 ? errno : 0;
+        }
+        if (n >= 0) {
+          o.account_sent(static_cast<std::size_t>(n));
+          if (n > 0) wrote_now = true;
+          if (o.partial && wrote_now) break;
+          continue;
+        }
+        if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+          --s.faults.send_calls;  // as for recv: EAGAIN is not a counted call
+          if (o.partial && wrote_now) break;
+          return;  // wait for EPOLLOUT
+        }
+        if (err == EINTR) continue;
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+        done = true;
+      }
+      std::unique_ptr<Op> op = std::move(s.sq.front());
+      s.sq.pop_front();
+      const auto bytes = static_cast<std::uint32_t>(op->sent);
+      complete(s, std::move(op), st, st == Status::ok ? 0 : err, bytes);
+    }
+  }
+
+  void loop() {
+    epoll_event evs[64];
+    for (;;) {
+      int n = ::epoll_wait(ep_, evs, 64, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;  // the epoll fd is broken: nothing more can be reported
+      }
+      std::lock_guard<std::mutex> g(mu_);
+      if (stopped_) return;
+      for (int i = 0; i < n; ++i) {
+        const std::uint64_t id = evs[i].data.u64;
+        if (id == 0) {
+          std::uint64_t v;
+          [[maybe_unused]] ssize_t r = ::read(wake_, &v, sizeof v);
+          continue;
+        }
+        if (Sock* s = find(id)) process(*s);  // a socket closed meanwhile is simply gone
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::mutex join_mu_;
+  int ep_ = -1;
+  int wake_ = -1;
+  std::thread thread_;
+  std::uint32_t index_ = 0;
+  bool stopped_ = false;
+  std::uint64_t op_seq_ = 0;
+  SocketId sock_seq_ = 0;
+  std::unordered_map<SocketId, std::unique_ptr<Sock>> socks_;
+  std::unordered_map<OpId, std::vector<std::uint8_t>> data_;  // completed recvs' bytes until take_data
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_epoll_backend(std::string& why) {
+  auto b = std::make_unique<EpollBackend>();
+  if (!b->start(why)) return nullptr;
+  return b;
+}
+
+}  // namespace cpspec
