@@ -39,6 +39,7 @@ import {
   type WorkerProgram,
 } from '../../reference/src/target.ts';
 import { addonPath, loadAddon, repoRoot, type Addon, type AddonPort } from './addon.ts';
+import { NativePools, type PoolBindings } from './pools.ts';
 
 export { addonPath, loadAddon } from './addon.ts';
 export type { Addon, AddonPort } from './addon.ts';
@@ -198,11 +199,15 @@ class NativeTarget implements Target {
   private disposed = false;
   private sock: AddonSocketBackend | undefined;
   readonly sockets?: SocketApi;
+  /** Buffer pools over the addon's lock-free BufferPool (native/pool). */
+  readonly pools?: NativePools;
 
   constructor(addon: Addon, backend: string) {
     this.addon = addon;
     this.backend = backend;
     if (this.hasSockets()) this.sockets = new NativeSockets(this);
+    const bindings = addon as Partial<PoolBindings>;
+    if (typeof bindings.BufferPool === 'function') this.pools = new NativePools(bindings as PoolBindings);
   }
 
   private hasSockets(): boolean {
@@ -244,7 +249,7 @@ class NativeTarget implements Target {
       name: NATIVE_NAME,
       version: this.version,
       backend: this.backend,
-      capabilities: this.hasSockets() ? [...CAPS, ...SOCKET_CAPS] : [...CAPS],
+      capabilities: [...CAPS, ...(this.hasSockets() ? SOCKET_CAPS : []), ...(this.pools ? [CAPABILITIES.pool] : [])],
       notes: [
         this.hasSockets()
           ? `port core in user space (native/core); sockets on the epoll back-end (native/epoll, edge-triggered, one thread)`
@@ -340,6 +345,7 @@ class NativeTarget implements Target {
     }
     this.ports.clear();
     this.nextId = 1;
+    this.pools?.reset();
   }
 
   async dispose(): Promise<void> {

@@ -16,6 +16,7 @@ import {
   type PortId,
   type PostOptions,
   type RunWorkersOptions,
+  type SocketApi,
   type Target,
   type TargetInfo,
   type Trace,
@@ -23,6 +24,8 @@ import {
 } from '../target.ts';
 import { ModelPort, type ModelFaults, type PortWaiter } from './port.ts';
 import { simulate } from './sim.ts';
+import { ModelSockets } from './sockets.ts';
+import { ModelPools } from '../pool.ts';
 import { checkInt, checkMax, checkPostOptions, checkRunOptions, compilePrograms, invalid, isIntIn } from './validate.ts';
 
 export type { ModelFaults } from './port.ts';
@@ -43,7 +46,17 @@ export interface ModelOptions {
 
 export const MODEL_NAME = 'cpspec-model';
 export const MODEL_VERSION = '0.1.0';
-export const MODEL_CAPABILITIES: readonly string[] = ['port', 'port.batch', 'workers', 'workers.blocking-region'];
+export const MODEL_CAPABILITIES: readonly string[] = [
+  'port',
+  'port.batch',
+  'workers',
+  'workers.blocking-region',
+  'sockets',
+  'sockets.zero-length-probe',
+  'sockets.partial-send-mode',
+  'fault-injection',
+  'pool',
+];
 export const DEFAULT_HARDWARE_THREADS = 4;
 export const DEFAULT_OP_COST_NS = 100;
 export const DEFAULT_MAX_TRACE_EVENTS = 8_000_000;
@@ -118,6 +131,10 @@ class ModelTarget implements Target {
   private readonly ports = new Map<number, ModelPort>();
   private nextPort = 1;
   private disposed = false;
+  /** Sockets on real loopback TCP streams (sockets.ts). */
+  readonly sockets: SocketApi & { closeAll(silent: boolean): void };
+  /** Buffer pools: the TS model of native/pool (reference/src/pool.ts). */
+  readonly pools = new ModelPools();
 
   constructor(options: ModelOptions) {
     if (typeof options !== 'object' || options === null) invalid('options must be an object');
@@ -126,6 +143,10 @@ class ModelTarget implements Target {
     this.opCostNs = options.opCostNs === undefined ? DEFAULT_OP_COST_NS : checkInt('opCostNs', options.opCostNs, 1, 1_000_000);
     this.maxTraceEvents =
       options.maxTraceEvents === undefined ? DEFAULT_MAX_TRACE_EVENTS : checkInt('maxTraceEvents', options.maxTraceEvents, 1, 2 ** 28);
+    this.sockets = new ModelSockets((id) => {
+      this.live();
+      return this.port(id);
+    });
   }
 
   async info(): Promise<TargetInfo> {
@@ -198,6 +219,8 @@ class ModelTarget implements Target {
   }
 
   private closeAll(): void {
+    this.sockets.closeAll(true);
+    this.pools.reset();
     for (const p of this.ports.values()) p.close();
     this.ports.clear();
   }
