@@ -7,6 +7,20 @@
 #include <string>
 
 namespace cpspec::check {
+
+// Sanitizer builds run slower: tests scale their workloads and timing margins by this.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 inline int failed_checks = 0;
 inline std::string current;  // the test being run, named in failure lines
 }  // namespace cpspec::check

@@ -19,32 +19,14 @@
 #include "backend.h"
 #include "port.h"
 #include "sockets_common.h"
+#include "check.h"
 
 using namespace cpspec;
 
 namespace {
 
-int g_failed_checks = 0;
-std::string g_current;
 
-#define CHECK(cond)                                                                                    \
-  do {                                                                                                 \
-    if (!(cond)) {                                                                                     \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_current.c_str(), #cond);   \
-      ++g_failed_checks;                                                                               \
-    }                                                                                                  \
-  } while (0)
 
-#define CHECK_EQ(a, b)                                                                                 \
-  do {                                                                                                 \
-    auto va_ = (a);                                                                                    \
-    auto vb_ = (b);                                                                                    \
-    if (!(va_ == vb_)) {                                                                               \
-      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__,         \
-                   g_current.c_str(), #a, #b, static_cast<long long>(va_), static_cast<long long>(vb_)); \
-      ++g_failed_checks;                                                                               \
-    }                                                                                                  \
-  } while (0)
 
 constexpr std::int64_t kWait = 5000;
 
@@ -475,10 +457,10 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0;
   for (const auto& [name, fn] : tests) {
     if (filter != nullptr && std::strstr(name, filter) == nullptr) continue;
-    g_current = name;
-    const int before = g_failed_checks;
+    cpspec::check::current = name;
+    const int before = cpspec::check::failed_checks;
     fn();
-    const bool ok = g_failed_checks == before;
+    const bool ok = cpspec::check::failed_checks == before;
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", name);
     (ok ? passed : failed)++;
   }
