@@ -11,6 +11,16 @@
 #include <stdexcept>
 #include <thread>
 
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#endif
+
 namespace cpspec {
 
 namespace {
@@ -107,6 +117,21 @@ class Worker {
       if (stopping()) return;
     }
   }
+#ifdef _WIN32
+  // The kernel's completion port releases the slot of a thread that waits (any kernel wait), so a plain
+  // `sleep` step, which must keep its slot, busy-waits here. The `block` step keeps the kernel wait below:
+  // that is the blocking the kernel is meant to see. SwitchToThread leaves the thread ready (not waiting,
+  // so it keeps its slot) but lets ready threads have the core: sleepers do not starve the threads doing
+  // the work under test on a small machine.
+  void busy_sleep(std::uint64_t us) {
+    const clock::time_point until = clock::now() + std::chrono::microseconds(us);
+    for (unsigned i = 1; clock::now() < until; ++i) {
+      if (stopping()) return;
+      YieldProcessor();
+      if ((i & 63) == 0) SwitchToThread();
+    }
+  }
+#endif
   // A sleep that ends early when the run is stopped at its deadline.
   void sleep(std::uint64_t us) {
     const clock::time_point until = clock::now() + std::chrono::microseconds(us);
@@ -156,7 +181,11 @@ class Worker {
             spin(s.us);
             break;
           case Step::Op::sleep:
+#ifdef _WIN32
+            busy_sleep(s.us);
+#else
             sleep(s.us);
+#endif
             break;
           case Step::Op::block:
             record(Ev::block_enter);

@@ -31,6 +31,11 @@
 #include "port.h"
 #include "workers.h"
 
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
+
 namespace {
 
 using cpspec::json::Type;
@@ -45,6 +50,8 @@ constexpr auto kExitGrace = std::chrono::seconds(2);
 
 #if defined(__linux__)
 constexpr const char* kBackend = "epoll";
+#elif defined(_WIN32)
+constexpr const char* kBackend = "iocp";  // native/iocp/port_iocp.cpp: the kernel's completion port
 #else
 constexpr const char* kBackend = "portable";
 #endif
@@ -437,11 +444,15 @@ Result Driver::m_info(const Value&) {
   for (const char* c : {"port", "port.batch", "workers", "workers.blocking-region", "workers.real-threads"}) {
     caps.push_back(c);
   }
+  Value notes = Value::array();
+#ifdef _WIN32
+  notes.push_back("kernel completion port");
+#endif
   return {Value::object({{"name", kName},
                          {"version", kVersion},
                          {"backend", kBackend},
                          {"capabilities", std::move(caps)},
-                         {"notes", Value::array()},
+                         {"notes", std::move(notes)},
                          {"hardwareThreads", hw}}),
           {}};
 }
@@ -759,6 +770,12 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a runner that went away must not kill us mid-write
 #endif
 
+#ifdef _WIN32
+  // Lines end with \n on the wire: no CRLF translation on stdin or stdout.
+  _setmode(_fileno(stdin), _O_BINARY);
+  _setmode(_fileno(stdout), _O_BINARY);
+#endif
+
   auto output = std::make_unique<Output>();
   auto driver = std::make_unique<Driver>(*output);
 
@@ -773,7 +790,11 @@ int main(int argc, char** argv) {
     if (g_faults.crash_after >= 0 && requests == static_cast<std::uint64_t>(g_faults.crash_after) + 1) {
       log("fault crash-after:" + std::to_string(g_faults.crash_after) + ": aborting");
       std::fflush(stdout);
+#ifdef _WIN32
+      std::_Exit(3);  // what abort() exits with on Windows, without a crash dialog or debugger
+#else
       std::abort();
+#endif
     }
     if (g_faults.hang_after >= 0 && requests == static_cast<std::uint64_t>(g_faults.hang_after) + 1) {
       log("fault hang-after:" + std::to_string(g_faults.hang_after) + ": no longer answering");

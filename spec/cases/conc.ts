@@ -64,7 +64,7 @@ export const concCases: SpecCase[] = [
     id: 'CP-CONC-005',
     async run(t, ctx) {
       await withPort(t, 1, async (port) => {
-        const once = { steps: [{ op: 'dequeue' as const, timeoutMs: 5000 }, { op: 'spin' as const, us: 2000 }], repeat: 1 };
+        const once = { steps: [{ op: 'dequeue' as const, timeoutMs: 5000 }, { op: 'spin' as const, us: 20_000 }], repeat: 1 };
         const trace = await runChecked(t, port, [once, once, producer(0, 2, 20_000)], { deadlineMs: 30_000 }, ctx);
         const { byKey } = receivers(trace);
         assert.equal(byKey.size, 2, `only ${byKey.size} of 2 packets were dequeued: the slot of the thread that exited was not given back`);
