@@ -9,8 +9,8 @@ need_apt=()
 for pair in cmake:cmake g++:g++ make:make ninja:ninja-build git:git; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
-# header:package pairs: zlib for the framing codec's compressed batches.
-for pair in /usr/include/zlib.h:zlib1g-dev; do
+# header:package pairs: zlib for the framing codec's compressed batches, liburing for the io_uring back-end.
+for pair in /usr/include/zlib.h:zlib1g-dev /usr/include/liburing.h:liburing-dev; do
   [ -e "${pair%%:*}" ] || need_apt+=("${pair#*:}")
 done
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 // N-API bindings of the socket back-ends (native/core/backend.h). JS API (types in native/js/target.ts):
 //
-//   createSocketBackend('epoll')  -> backend object; 'uring' (not built) throws code 'unsupported'
-//   backend.name                                                  'epoll'
+//   createSocketBackend('epoll'|'uring') -> backend object; 'uring' where io_uring cannot run here (seccomp,
+//                                  old kernel, CPSPEC_DISABLE_URING=1) throws code 'unsupported' with the why
+//   backend.name                                                  'epoll' | 'uring'
 //   backend.listen(port, key, host?, bindPort?, backlog?)         {socket, address: {host, port}}
 //   backend.accept(listener, token, newKey)                       op
 //   backend.connect(port, key, token, host, remotePort)           {socket, op}  (refused: a completion)
@@ -264,9 +265,9 @@ Napi::Value CreateSocketBackend(const Napi::CallbackInfo& info) {
   if (name == "epoll") {
     b = make_epoll_backend(why);
   } else if (name == "uring") {
-    Fail(env, "unsupported", "createSocketBackend: the io_uring back-end is not built yet");
+    b = make_uring_backend(why);  // nullptr + why when io_uring cannot run: 'unsupported' below
   } else {
-    Fail(env, "invalid", "createSocketBackend: unknown back-end " + Show(info[0]) + " (available: epoll)");
+    Fail(env, "invalid", "createSocketBackend: unknown back-end " + Show(info[0]) + " (available: epoll, uring)");
   }
   if (!b) Fail(env, "unsupported", "createSocketBackend('" + name + "'): " + why);
   auto* h = new Holder{std::shared_ptr<Backend>(std::move(b))};

@@ -4,6 +4,11 @@
 #include <cstring>
 #include <mutex>
 
+#if !defined(_WIN32)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#endif
+
 namespace cpspec::sockets {
 
 Status status_from_errno(int e) noexcept {
@@ -77,6 +82,28 @@ bool take_op_data(OpId op, std::vector<std::uint8_t>& out) {
   Backend* b = r.slots[idx];
   return b != nullptr && b->take_data(op, out);
 }
+
+#if !defined(_WIN32)
+bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len) {
+  std::memset(&ss, 0, sizeof ss);
+  const std::string h = host.empty() || host == "localhost" ? "127.0.0.1" : host;
+  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+  if (inet_pton(AF_INET, h.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET6, h.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+#endif
 
 Sync sync_error(Status s, int native_error, std::string message) {
   Sync r;

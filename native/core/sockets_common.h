@@ -1,6 +1,7 @@
 // Helpers shared by the socket back-ends (native/epoll, native/uring): the errno -> status table, operation
 // ids and the process-wide back-end registry (so packet conversion can find the back-end that owns an op),
-// the per-op state machine, send-all bookkeeping and fault-injection counters. No OS calls here.
+// the per-op state machine, send-all bookkeeping and fault-injection counters, and (POSIX) the address
+// parser both use. No OS calls here beyond inet_pton.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,10 @@
 #include <vector>
 
 #include "backend.h"
+
+#if !defined(_WIN32)
+#include <sys/socket.h>
+#endif
 
 namespace cpspec::sockets {
 
@@ -105,6 +110,12 @@ struct FaultState {
     return f.fail_call == want && f.fail_nth != 0 && c == f.fail_nth ? f.fail_errno : 0;
   }
 };
+
+#if !defined(_WIN32)
+// "127.0.0.1" / "::1" / "" or "localhost" (= 127.0.0.1) -> a socket address with the port; false for
+// anything else (no name resolution). POSIX socket back-ends only (epoll, uring).
+bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len);
+#endif
 
 // Sync helpers.
 inline Sync sync_ok() { return Sync{}; }

@@ -94,26 +94,6 @@ struct Sock {
   FaultState faults;
 };
 
-bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len) {
-  std::memset(&ss, 0, sizeof ss);
-  const std::string h = host.empty() || host == "localhost" ? "127.0.0.1" : host;
-  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
-  if (inet_pton(AF_INET, h.c_str(), &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET6, h.c_str(), &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(port);
-    len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
-
 class EpollBackend final : public Backend {
  public:
   EpollBackend() = default;
@@ -162,7 +142,7 @@ class EpollBackend final : public Backend {
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
     sockaddr_storage ss;
     socklen_t len = 0;
-    if (!parse_address(host, bind_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
+    if (!sockets::parse_address(host, bind_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
     int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return sockets::sync_errno(errno, "listen: socket");
     int one = 1;
@@ -208,7 +188,7 @@ class EpollBackend final : public Backend {
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "connect: no port");
     sockaddr_storage ss;
     socklen_t len = 0;
-    if (!parse_address(host, remote_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
+    if (!sockets::parse_address(host, remote_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
     int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return sockets::sync_errno(errno, "connect: socket");
     int one = 1;

@@ -1,7 +1,10 @@
 // The native reference implementation behind the Target interface (reference/src/target.ts): the port
 // core in C++ (native/core), reached through the addon (native/addon). On Linux the port core is shared by
-// the epoll and io_uring back-ends. Sockets (SocketApi) run on the epoll back-end (native/epoll) through the
-// addon's createSocketBackend; io_uring is not built yet.
+// the epoll and io_uring back-ends. Sockets (SocketApi) run on the epoll back-end (native/epoll) or the
+// io_uring back-end (native/uring) through the addon's createSocketBackend. The default target (no backend
+// option) takes the best one available: uring when the addon can create it here, else epoll; info().notes
+// says which and why (e.g. "io_uring unavailable: io_uring_setup: EPERM; using epoll"). CPSPEC_DISABLE_URING=1
+// in the environment makes the io_uring setup fail as a seccomp denial would (native/uring/uring_backend.cpp).
 //
 // - Ports are tracked by small integer ids (1, 2, ...), unique until reset().
 // - JS-level dequeues run on the addon's own threads: each pending dequeue is a separate waiter, as if made
@@ -47,7 +50,7 @@ export type { Addon, AddonPort } from './addon.ts';
 export const NATIVE_NAME = 'cpspec-native';
 
 export interface NativeTargetOptions {
-  /** 'epoll' (default on Linux) or 'uring' (not built yet: rejected with 'unsupported'). */
+  /** 'epoll' or 'uring' (rejected with 'unsupported' where io_uring cannot run); default: the best available. */
   backend?: string;
 }
 
@@ -202,16 +205,20 @@ class NativeTarget implements Target {
   /** Buffer pools over the addon's lock-free BufferPool (native/pool). */
   readonly pools?: NativePools;
 
-  constructor(addon: Addon, backend: string) {
+  private readonly choice: string | undefined;
+
+  constructor(addon: Addon, backend: string, first?: AddonSocketBackend, choice?: string) {
     this.addon = addon;
     this.backend = backend;
+    this.sock = first;
+    this.choice = choice;
     if (this.hasSockets()) this.sockets = new NativeSockets(this);
     const bindings = addon as Partial<PoolBindings>;
     if (typeof bindings.BufferPool === 'function') this.pools = new NativePools(bindings as PoolBindings);
   }
 
   private hasSockets(): boolean {
-    return this.backend === 'epoll' && typeof (this.addon as SocketAddon).createSocketBackend === 'function';
+    return (this.backend === 'epoll' || this.backend === 'uring') && typeof (this.addon as SocketAddon).createSocketBackend === 'function';
   }
 
   /** The target's socket back-end, created on first use (and again after reset). */
@@ -251,9 +258,12 @@ class NativeTarget implements Target {
       backend: this.backend,
       capabilities: [...CAPS, ...(this.hasSockets() ? SOCKET_CAPS : []), ...(this.pools ? [CAPABILITIES.pool] : [])],
       notes: [
-        this.hasSockets()
-          ? `port core in user space (native/core); sockets on the epoll back-end (native/epoll, edge-triggered, one thread)`
-          : `port core in user space (native/core), shared by the epoll and io_uring back-ends; sockets not built`,
+        !this.hasSockets()
+          ? `port core in user space (native/core), shared by the epoll and io_uring back-ends; sockets not built`
+          : this.backend === 'uring'
+            ? `port core in user space (native/core); sockets on the io_uring back-end (native/uring, one ring, one completion thread)`
+            : `port core in user space (native/core); sockets on the epoll back-end (native/epoll, edge-triggered, one thread)`,
+        ...(this.choice ? [this.choice] : []),
         `addon ${path.relative(repoRoot, addonPath())} (core ${a.version})`,
       ],
       hardwareThreads: a.hardwareThreads,
@@ -354,16 +364,41 @@ class NativeTarget implements Target {
   }
 }
 
-/** Creates the native target. Rejects with 'unsupported' for a back-end that is not built. */
+/** The reason in an addon 'unsupported' error: "createSocketBackend('uring'): <why>" -> "<why>". */
+function whyOf(e: unknown): string {
+  const m = (e as Error | null)?.message ?? String(e);
+  const i = m.indexOf('): ');
+  return i >= 0 ? m.slice(i + 3) : m;
+}
+
+/**
+ * Creates the native target. Rejects with 'unsupported' for an unknown back-end or one that cannot run here
+ * ('uring' under a seccomp denial, an old kernel or CPSPEC_DISABLE_URING=1). No backend option: the best
+ * available (uring, else epoll), named by info().backend and explained in info().notes.
+ */
 export async function createNativeTarget(opts: NativeTargetOptions = {}): Promise<Target> {
-  const backend = opts.backend ?? 'epoll';
-  if (backend === 'uring') throw new TargetError('unsupported', 'io_uring back-end not built yet');
-  if (backend !== 'epoll') throw new TargetError('unsupported', `unknown native back-end '${backend}' (available: epoll)`);
+  const backend = opts.backend;
+  if (backend !== undefined && backend !== 'epoll' && backend !== 'uring') {
+    throw new TargetError('unsupported', `unknown native back-end '${backend}' (available: epoll, uring)`);
+  }
   let addon: Addon;
   try {
     addon = loadAddon();
   } catch (e) {
     throw new TargetError('unsupported', (e as Error)?.message ?? String(e));
   }
-  return new NativeTarget(addon, backend);
+  const create = (addon as SocketAddon).createSocketBackend;
+  if (backend === 'epoll') return new NativeTarget(addon, 'epoll');
+  if (typeof create !== 'function') {
+    if (backend === 'uring') throw new TargetError('unsupported', 'this addon has no socket back-ends (createSocketBackend)');
+    return new NativeTarget(addon, 'epoll');
+  }
+  let first: AddonSocketBackend;
+  try {
+    first = create('uring');
+  } catch (e) {
+    if (backend === 'uring') throw toTargetError(e);
+    return new NativeTarget(addon, 'epoll', undefined, `io_uring unavailable: ${whyOf(e)}; using epoll`);
+  }
+  return new NativeTarget(addon, 'uring', first, backend === 'uring' ? undefined : 'io_uring available: using uring (best back-end)');
 }

@@ -1,0 +1,1053 @@
+// The io_uring socket back-end: the same semantics as the epoll back-end (see the comment at the top of
+// native/epoll/epoll_backend.cpp, which is normative for both), on a real completion queue.
+//
+// Design:
+// - One ring per back-end instance (SQ 256, CQ 4096, IORING_FEAT_NODROP required: a CQ overflow never
+//   drops a completion; a submit that returns -EBUSY/-EAGAIN leaves the SQEs queued and the completion
+//   thread submits them again after reaping). One completion thread waits in io_uring_wait_cqe, handles
+//   every CQE under the back-end's lock and posts the packets to the cpspec::Port.
+// - Submissions: any thread PREPARES SQEs under the back-end's one lock, but only the completion thread
+//   calls io_uring_enter: a caller wakes it through an eventfd (one write per batch; the completion thread
+//   keeps an IORING_OP_POLL_ADD armed on it), and the completion thread submits whatever is in the SQ at
+//   the end of each batch of CQEs. So every request belongs to the completion thread's task: its task work
+//   runs there (callers such as Node's main thread are never interrupted for it) and the exit of a caller
+//   thread cancels nothing (catalogue C11). Only a full SQ is entered directly by the caller (rare; a
+//   request the kernel then cancels at that thread's exit is resubmitted). The CQ side is touched only by
+//   the completion thread. All book-keeping (queues, in-flight markers, sticky states) is under the same
+//   lock, so completions of one socket are posted in the order they happened.
+// - Sockets are created BLOCKING (io_uring arms its own poll; an O_NONBLOCK socket would make io_uring
+//   return -EAGAIN). No blocking system call is ever made on them: the only synchronous I/O is the probe's
+//   recv(MSG_PEEK|MSG_DONTWAIT).
+// - Per socket FIFO queues as in epoll (recv side: recv/probe/accept; send side), with at most ONE
+//   request in the kernel per side (catalogue O2/O3): recv = IORING_OP_RECV; probe = IORING_OP_POLL_ADD
+//   (POLLIN) then recv(MSG_PEEK|MSG_DONTWAIT) to classify ok/eof/reset (re-armed on EAGAIN); accept =
+//   IORING_OP_ACCEPT; send = IORING_OP_SEND with MSG_NOSIGNAL, resubmitting the remainder (send-all mode,
+//   exact count) or completing after the first call that wrote anything (partial mode); connect =
+//   IORING_OP_CONNECT (recv/send wait for it). Each SQE is one "call" for fault injection (counted at
+//   submission; a request cancelled before it ran is uncounted again).
+// - Cancellation (cancel(op), cancel(all), close, shutdown_all) is synchronous and always completes the
+//   op with aborted, exactly as epoll does: an op still queued in user space is completed at once; an op
+//   whose request is in the kernel is marked "aborting", an IORING_OP_ASYNC_CANCEL is submitted (by
+//   user_data; for close by fd with IORING_ASYNC_CANCEL_FD|ALL when the kernel has it, >= 5.19), and the
+//   calling thread waits (lock released) until the request's CQE was reaped. A CQE that raced to
+//   completion is not lost: its result is salvaged into the socket, never posted - received bytes go to a
+//   per-socket carry buffer that the next recv/probe sees first (so "unread data stays for the next recv"
+//   holds), a received end of stream / connection error becomes the sticky state, an accepted connection
+//   is kept for the next accept, bytes a send wrote are counted in the aborted packet (bytes = exactly the
+//   prefix the peer gets). Then the canceller posts aborted. The cancelled op is therefore always "found"
+//   if it was pending in our book-keeping when cancel was called, and completes exactly once.
+// - close(fd) happens only after every in-flight request of the socket completed (buffers stay alive until
+//   then; catalogue C4: closing an fd does not complete pending io_uring requests). If the cancels do not
+//   finish within 2 s (a request running in io-wq), shutdown(SHUT_RDWR) is used to kick it, then we wait on.
+// - CPSPEC_DISABLE_URING=1 in the environment makes setup fail exactly as a seccomp denial of
+//   io_uring_setup would: nullptr, why = "io_uring_setup: EPERM (CPSPEC_DISABLE_URING=1)".
+// - Setup also fails (nullptr + why) without IORING_FEAT_NODROP or when an opcode used here is missing
+//   (io_uring_get_probe_ring).
+#include <arpa/inet.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "backend.h"
+#include "sockets_common.h"
+
+namespace cpspec {
+namespace {
+
+using sockets::FaultState;
+using sockets::Op;
+using sockets::OpKind;
+
+constexpr std::size_t kMaxRecvChunk = std::size_t{4} << 20;
+constexpr unsigned kSqEntries = 256;
+constexpr unsigned kCqEntries = 4096;
+
+// Sides of a socket, each with at most one request in the kernel.
+constexpr int kConnect = 0, kRecvSide = 1, kSendSide = 2;
+constexpr unsigned kAllSides = 7;
+constexpr int kByFd = -1;  // Req::side of a cancel by fd
+
+enum class SockKind : std::uint8_t { listener, stream };
+
+struct Sock {
+  SocketId id = 0;
+  int fd = -1;
+  SockKind kind = SockKind::stream;
+  std::shared_ptr<Port> port;
+  std::uint64_t key = 0;
+  std::unique_ptr<Op> connect_op;
+  bool connecting = false;
+  sockaddr_storage peer{};
+  socklen_t peer_len = 0;
+  bool eof = false;
+  int error = 0;
+  bool closing = false;  // close()/shutdown_all() in progress: unknown to callers, submits nothing
+  std::deque<std::unique_ptr<Op>> rq;
+  std::deque<std::unique_ptr<Op>> sq;
+  std::vector<std::uint8_t> carry;  // bytes a cancelled recv took from the kernel, for the next recv
+  std::size_t carry_off = 0;
+  std::deque<int> accepted;         // connections a cancelled accept took, for the next accept
+  FaultState faults;
+  std::uint32_t kernel_cancels = 0;  // requests the kernel cancelled on its own (see on_cqe)
+  std::uint64_t req[3] = {0, 0, 0};  // user_data of the side's request in the kernel, 0 = none
+  bool abort[3] = {false, false, false};  // the side's in-flight head op is being cancelled
+  std::size_t carry_avail() const noexcept { return carry.size() - carry_off; }
+  bool inflight(unsigned mask) const noexcept {
+    for (int i = 0; i < 3; ++i)
+      if ((mask & (1u << i)) && req[i] != 0) return true;
+    return false;
+  }
+};
+
+enum class ReqKind : std::uint8_t { op, cancel, wake };
+struct Req {
+  ReqKind kind = ReqKind::op;
+  SocketId sock = 0;
+  int side = 0;
+};
+
+std::string errno_name(int e) {
+  const char* n = strerrorname_np(e);
+  return n != nullptr ? n : std::to_string(e);
+}
+
+thread_local bool t_is_reaper = false;  // this thread is a back-end's completion thread
+
+bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  if (uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
+
+class UringBackend final : public Backend {
+ public:
+  UringBackend() = default;
+
+  bool start(std::string& why) {
+    const char* dis = std::getenv("CPSPEC_DISABLE_URING");
+    const bool disabled = dis != nullptr && std::strcmp(dis, "1") == 0;
+    io_uring_params p{};
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = kCqEntries;
+    const int rc = disabled ? -EPERM : io_uring_queue_init_params(kSqEntries, &ring_, &p);
+    if (rc < 0) {
+      why = "io_uring_setup: " + errno_name(-rc) + (disabled ? " (CPSPEC_DISABLE_URING=1)" : "");
+      return false;
+    }
+    ring_ok_ = true;
+    if ((p.features & IORING_FEAT_NODROP) == 0) {
+      why = "io_uring: no IORING_FEAT_NODROP (completions could be dropped on CQ overflow)";
+      return false;
+    }
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+    if (probe == nullptr) {
+      why = "io_uring: cannot probe the supported opcodes (kernel too old)";
+      return false;
+    }
+    const std::pair<int, const char*> ops[] = {
+        {IORING_OP_NOP, "NOP"},         {IORING_OP_RECV, "RECV"},         {IORING_OP_SEND, "SEND"},
+        {IORING_OP_ACCEPT, "ACCEPT"},   {IORING_OP_CONNECT, "CONNECT"},   {IORING_OP_POLL_ADD, "POLL_ADD"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"}};
+    for (const auto& [op, name] : ops) {
+      if (!io_uring_opcode_supported(probe, op)) {
+        why = std::string("io_uring: opcode IORING_OP_") + name + " not supported";
+        io_uring_free_probe(probe);
+        return false;
+      }
+    }
+    io_uring_free_probe(probe);
+    // IORING_ASYNC_CANCEL_FD / _ALL (5.19). CPSPEC_URING_NO_CANCEL_FD=1 forces the per-request fallback
+    // (for the tests); a kernel that rejects the flags with -EINVAL switches to it at run time as well.
+    const char* nofd = std::getenv("CPSPEC_URING_NO_CANCEL_FD");
+    cancel_fd_ = kernel_at_least(5, 19) && !(nofd != nullptr && std::strcmp(nofd, "1") == 0);
+    efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd_ < 0) {
+      why = std::string("eventfd: ") + std::strerror(errno);
+      return false;
+    }
+    index_ = sockets::register_backend(this);
+    try {
+      thread_ = std::thread(&UringBackend::loop, this);
+    } catch (const std::exception& e) {
+      why = std::string("cannot start the io_uring completion thread: ") + e.what();
+      return false;
+    }
+    return true;
+  }
+
+  ~UringBackend() override {
+    sockets::unregister_backend(index_);
+    shutdown_all();
+    if (ring_ok_) io_uring_queue_exit(&ring_);
+    if (efd_ >= 0) ::close(efd_);
+  }
+
+  const char* name() const noexcept override { return "uring"; }
+
+  Sync listen(const std::shared_ptr<Port>& port, std::uint64_t key, const std::string& host, std::uint16_t bind_port,
+              int backlog, SocketId& out, std::uint16_t& bound_port) override {
+    out = 0;
+    bound_port = 0;
+    if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    if (!sockets::parse_address(host, bind_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sockets::sync_errno(errno, "listen: socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, backlog > 0 ? backlog : 128) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return sockets::sync_errno(e, "listen: bind/listen");
+    }
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+    bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_) {
+      ::close(fd);
+      return stopped_error();
+    }
+    out = add_socket(fd, SockKind::listener, port, key).id;
+    return sockets::sync_ok();
+  }
+
+  Sync accept(SocketId listener, std::uint64_t token, std::uint64_t new_key, OpId& op) override {
+    op = 0;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(listener);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(listener);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "accept: socket " + std::to_string(listener) + " is not a listener");
+    auto o = new_op(OpKind::accept, token);
+    o->new_key = new_key;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync connect(const std::shared_ptr<Port>& port, std::uint64_t key, std::uint64_t token, const std::string& host,
+               std::uint16_t remote_port, SocketId& out, OpId& op) override {
+    out = 0;
+    op = 0;
+    if (!port) return sockets::sync_error(Status::invalid, EINVAL, "connect: no port");
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    if (!sockets::parse_address(host, remote_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return sockets::sync_errno(errno, "connect: socket");
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_) {
+      ::close(fd);
+      return stopped_error();
+    }
+    Sock& s = add_socket(fd, SockKind::stream, port, key);
+    s.peer = ss;
+    s.peer_len = len;
+    s.connecting = true;
+    auto o = new_op(OpKind::connect, token);
+    op = o->id;
+    s.connect_op = std::move(o);
+    out = s.id;
+    process(s);
+    return sockets::sync_ok();
+  }
+
+  Sync recv(SocketId id, std::uint32_t length, std::uint64_t token, OpId& op) override {
+    op = 0;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
+    auto o = new_op(length == 0 ? OpKind::probe : OpKind::recv, token);
+    o->length = length;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
+    op = 0;
+    if (n > 0xFFFFFFFFu) return sockets::sync_error(Status::invalid, EINVAL, "send: at most 4294967295 bytes per send");
+    if (n > 0 && data == nullptr) return sockets::sync_error(Status::invalid, EINVAL, "send: no data");
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "send: socket " + std::to_string(id) + " is a listener");
+    auto o = new_op(OpKind::send, token);
+    o->data.assign(data, data + n);
+    o->partial = partial;
+    op = o->id;
+    s->sq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync shutdown(SocketId id, bool send_dir, bool recv_dir) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (!send_dir && !recv_dir) return sockets::sync_ok();
+    const int how = send_dir && recv_dir ? SHUT_RDWR : send_dir ? SHUT_WR : SHUT_RD;
+    if (::shutdown(s->fd, how) != 0) return sockets::sync_errno(errno, "shutdown");
+    return sockets::sync_ok();  // armed requests see the shutdown through the socket's wake-up
+  }
+
+  Sync close(SocketId id, bool abortive) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (abortive) {
+      linger l{1, 0};
+      ::setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    s->closing = true;
+    begin_abort(*s, kAllSides, cancel_fd_);
+    wait_quiet(lk, {id}, kAllSides);
+    if (Sock* c = find_any(id)) finish_close(*c);
+    return sockets::sync_ok();
+  }
+
+  Sync cancel(SocketId id, OpId op, bool& found) override {
+    found = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (op == 0) {
+      if (!s->connect_op && s->rq.empty() && s->sq.empty()) return sockets::sync_ok();
+      found = true;
+      // Loop: another thread may have submitted a new op while we waited (its buffer must not be freed
+      // under the kernel); it is cancelled too.
+      while (s->inflight(kAllSides)) {
+        begin_abort(*s, kAllSides, cancel_fd_);
+        wait_quiet(lk, {id}, kAllSides);
+        s = find_live(id);
+        if (s == nullptr) return sockets::sync_ok();  // closed meanwhile: close completed everything
+      }
+      abort_all(*s, ECANCELED);
+      process(*s);
+      return sockets::sync_ok();
+    }
+    int side = -1;
+    if (s->connect_op && s->connect_op->id == op) side = kConnect;
+    for (int sd : {kRecvSide, kSendSide}) {
+      auto& q = sd == kRecvSide ? s->rq : s->sq;
+      for (auto& o : q)
+        if (o->id == op) side = sd;
+    }
+    if (side < 0) return sockets::sync_ok();
+    found = true;
+    const bool head = side == kConnect || (side == kRecvSide ? s->rq.front()->id == op : s->sq.front()->id == op);
+    if (head && s->req[side] != 0) {
+      begin_abort(*s, 1u << side, false);
+      wait_quiet(lk, {id}, 1u << side);
+      s = find_live(id);
+      if (s == nullptr) return sockets::sync_ok();
+    }
+    if (side == kConnect) {
+      if (s->connect_op && s->connect_op->id == op) {
+        complete(*s, std::move(s->connect_op), Status::aborted, ECANCELED, 0);
+        s->error = ECANCELED;  // the connection attempt is abandoned: the socket is unusable
+        s->connecting = false;
+        s->abort[kConnect] = false;
+      }
+    } else {
+      auto& q = side == kRecvSide ? s->rq : s->sq;
+      for (auto it = q.begin(); it != q.end(); ++it) {
+        if ((*it)->id != op) continue;
+        if (it == q.begin()) s->abort[side] = false;
+        std::unique_ptr<Op> o = std::move(*it);
+        q.erase(it);
+        const auto bytes = o->kind == OpKind::send ? static_cast<std::uint32_t>(o->sent) : 0u;
+        complete(*s, std::move(o), Status::aborted, ECANCELED, bytes);
+        break;
+      }
+    }
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync set_buffers(SocketId id, int send_bytes, int recv_bytes) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (send_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &send_bytes, sizeof send_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_SNDBUF)");
+    if (recv_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &recv_bytes, sizeof recv_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_RCVBUF)");
+    return sockets::sync_ok();
+  }
+
+  Sync set_faults(SocketId id, const SocketFaults& f) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (f.fail_call != SocketFaults::Call::none && (f.fail_nth == 0 || f.fail_errno <= 0)) {
+      return sockets::sync_error(Status::invalid, EINVAL, "set_faults: fail_nth must be >= 1 and fail_errno > 0");
+    }
+    s->faults.set(f);
+    return sockets::sync_ok();
+  }
+
+  bool take_data(OpId op, std::vector<std::uint8_t>& out) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = data_.find(op);
+    if (it == data_.end()) return false;
+    out = std::move(it->second);
+    data_.erase(it);
+    return true;
+  }
+
+  void shutdown_all() override {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (!stopped_) {
+        stopped_ = true;
+        std::vector<SocketId> mine;
+        for (auto& [id, s] : socks_) {
+          if (s->closing) continue;  // a close() in progress finishes it
+          s->closing = true;
+          begin_abort(*s, kAllSides, cancel_fd_);
+          mine.push_back(id);
+        }
+        wait_quiet(lk, mine, kAllSides);
+        for (SocketId id : mine)
+          if (Sock* s = find_any(id)) finish_close(*s);
+        // Wait for close() calls still in progress on other threads.
+        cv_.wait(lk, [&] { return socks_.empty(); });
+      }
+      if (!exit_requested_) {
+        exit_requested_ = true;  // the completion thread stops once its last request completed
+        wake_reaper();
+      }
+    }
+    std::lock_guard<std::mutex> jg(join_mu_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static Sync stopped_error() { return sockets::sync_error(Status::invalid, 0, "the io_uring back-end was shut down"); }
+
+  Sock* find_any(SocketId id) {
+    auto it = socks_.find(id);
+    return it == socks_.end() ? nullptr : it->second.get();
+  }
+  Sock* find_live(SocketId id) {
+    Sock* s = find_any(id);
+    return s != nullptr && !s->closing ? s : nullptr;
+  }
+
+  std::unique_ptr<Op> new_op(OpKind k, std::uint64_t token) {
+    auto o = std::make_unique<Op>();
+    o->id = sockets::make_op_id(index_, ++op_seq_);
+    o->kind = k;
+    o->token = token;
+    return o;
+  }
+
+  Sock& add_socket(int fd, SockKind kind, const std::shared_ptr<Port>& port, std::uint64_t key) {
+    auto s = std::make_unique<Sock>();
+    s->id = ++sock_seq_;
+    s->fd = fd;
+    s->kind = kind;
+    s->port = port;
+    s->key = key;
+    Sock& r = *s;
+    socks_.emplace(r.id, std::move(s));
+    return r;
+  }
+
+  // Under mu_, with nothing of s in the kernel: completes everything with aborted, closes, forgets.
+  void finish_close(Sock& s) {
+    abort_all(s, ECANCELED);
+    for (int fd : s.accepted) ::close(fd);
+    ::close(s.fd);
+    socks_.erase(s.id);
+    cv_.notify_all();
+  }
+
+  // ---- submission (under mu_) ----------------------------------------------------------------------------
+  std::uint64_t new_req(ReqKind k, SocketId sock, int side) {
+    const std::uint64_t u = ++req_seq_;
+    reqs_.emplace(u, Req{k, sock, side});
+    return u;
+  }
+
+  // io_uring_enter. Normally made by the completion thread only (see submit_now); -EBUSY/-EAGAIN (CQ overflow
+  // backlog, memory) leave the SQEs in the SQ, and the completion thread submits them after reaping.
+  void enter() {
+    const int r = io_uring_submit(&ring_);
+    if (r < 0 && r != -EBUSY && r != -EAGAIN && r != -EINTR) std::fprintf(stderr, "cpspec uring: io_uring_submit: %s\n", std::strerror(-r));
+  }
+
+  // Makes the prepared SQEs reach the kernel. On the completion thread: it submits them at the end of its
+  // batch. On any other thread: it wakes the completion thread (eventfd), which submits them, so every
+  // request belongs to the completion thread's task (task work runs there; the exit of the issuing thread
+  // cancels nothing: catalogue C11).
+  void submit_now() {
+    if (!t_is_reaper) wake_reaper();
+  }
+
+  void wake_reaper() {
+    if (wake_pending_ || efd_ < 0) return;
+    wake_pending_ = true;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(efd_, &one, sizeof one);
+  }
+
+  // True when an SQE can be taken. A full SQ is submitted at once, whatever the thread (rare: the completion
+  // thread drains the SQ after each wake-up).
+  bool ensure_sqe() {
+    if (io_uring_sq_space_left(&ring_) == 0) enter();
+    return io_uring_sq_space_left(&ring_) > 0;
+  }
+
+  // The completion thread's wake-up: a POLL_ADD on the eventfd (no buffer, so nothing the kernel could write
+  // to after teardown), re-armed after each wake-up until exit is requested.
+  void arm_wake() {
+    if (!ensure_sqe()) return;
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_poll_add(sqe, efd_, POLLIN);
+    io_uring_sqe_set_data64(sqe, new_req(ReqKind::wake, 0, 0));
+    wake_armed_ = true;
+  }
+
+  io_uring_sqe* take_sqe(Sock& s, int side) {
+    if (!ensure_sqe()) {
+      retry_.insert(s.id);
+      wake_reaper();
+      return nullptr;
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    const std::uint64_t u = new_req(ReqKind::op, s.id, side);
+    s.req[side] = u;
+    io_uring_sqe_set_data64(sqe, u);
+    return sqe;
+  }
+
+  // Marks the in-flight requests of the sides in mask as aborting and asks the kernel to cancel them.
+  void begin_abort(Sock& s, unsigned mask, bool by_fd) {
+    bool any = false;
+    for (int i = 0; i < 3; ++i) {
+      if (!(mask & (1u << i)) || s.req[i] == 0) continue;
+      any = true;
+      if (s.abort[i]) continue;  // someone is already cancelling it
+      s.abort[i] = true;
+      if (by_fd) continue;
+      if (!ensure_sqe()) continue;  // cannot happen in practice; the wait falls back to shutdown(2)
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_cancel64(sqe, s.req[i], 0);
+      io_uring_sqe_set_data64(sqe, new_req(ReqKind::cancel, s.id, i));
+    }
+    if (by_fd && any && ensure_sqe()) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, new_req(ReqKind::cancel, s.id, kByFd));
+    }
+    if (any) submit_now();
+  }
+
+  // Releases mu_ until none of the sockets has a request of the masked sides in the kernel.
+  void wait_quiet(std::unique_lock<std::mutex>& lk, const std::vector<SocketId>& ids, unsigned mask) {
+    auto quiet = [&] {
+      for (SocketId id : ids) {
+        Sock* s = find_any(id);
+        if (s != nullptr && s->inflight(mask)) return false;
+      }
+      return true;
+    };
+    if (cv_.wait_for(lk, std::chrono::seconds(2), quiet)) return;
+    // A request the cancel could not stop (running in io-wq): wake it through the socket itself.
+    for (SocketId id : ids)
+      if (Sock* s = find_any(id); s != nullptr && s->inflight(mask)) ::shutdown(s->fd, SHUT_RDWR);
+    cv_.wait(lk, quiet);
+  }
+
+  // ---- completion (under mu_) ----------------------------------------------------------------------------
+  void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
+                std::vector<std::uint8_t>* data = nullptr) {
+    if (!o || !o->complete_once()) return;
+    Packet p;
+    p.key = s.key;
+    p.bytes = bytes;
+    p.token = o->token;
+    p.status = st;
+    p.native_error = err;
+    p.op = o->id;
+    p.socket = new_socket;
+    if (data != nullptr && !data->empty()) data_[o->id] = std::move(*data);
+    if (!s.port->post(p)) data_.erase(o->id);
+  }
+
+  std::size_t abort_all(Sock& s, int err) {
+    std::size_t n = 0;
+    const Status st = sockets::status_from_errno(err);
+    if (s.connect_op) {
+      complete(s, std::move(s.connect_op), st, err, 0);
+      s.connecting = false;
+      if (s.error == 0) s.error = err;
+      ++n;
+    }
+    while (!s.rq.empty()) {
+      std::unique_ptr<Op> o = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(o), st, err, 0);
+      ++n;
+    }
+    while (!s.sq.empty()) {
+      std::unique_ptr<Op> o = std::move(s.sq.front());
+      s.sq.pop_front();
+      const auto bytes = static_cast<std::uint32_t>(o->sent);
+      complete(s, std::move(o), st, err, bytes);
+      ++n;
+    }
+    s.abort[0] = s.abort[1] = s.abort[2] = false;
+    return n;
+  }
+
+  void fail_sticky(Sock& s, int e) {
+    if (sockets::is_sticky_error(e) && s.error == 0) s.error = e;
+  }
+
+  void process(Sock& s) {
+    if (s.closing) return;
+    if (s.kind == SockKind::listener) {
+      process_accepts(s);
+      return;
+    }
+    if (s.connecting) {
+      if (s.connect_op && s.req[kConnect] == 0 && !s.abort[kConnect]) {
+        if (io_uring_sqe* sqe = take_sqe(s, kConnect)) {
+          io_uring_prep_connect(sqe, s.fd, reinterpret_cast<sockaddr*>(&s.peer), s.peer_len);
+          submit_now();
+        }
+      }
+      return;
+    }
+    process_recvs(s);
+    process_sends(s);
+  }
+
+  void finish_accept(Sock& s, int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::unique_ptr<Op> o = std::move(s.rq.front());
+    s.rq.pop_front();
+    Sock& n = add_socket(fd, SockKind::stream, s.port, o->new_key);
+    complete(s, std::move(o), Status::ok, 0, 0, n.id);
+  }
+
+  void process_accepts(Sock& s) {
+    while (!s.rq.empty() && s.req[kRecvSide] == 0 && !s.abort[kRecvSide]) {
+      if (!s.accepted.empty()) {
+        const int fd = s.accepted.front();
+        s.accepted.pop_front();
+        finish_accept(s, fd);
+        continue;
+      }
+      if (io_uring_sqe* sqe = take_sqe(s, kRecvSide)) {
+        io_uring_prep_accept(sqe, s.fd, nullptr, nullptr, SOCK_CLOEXEC);
+        submit_now();
+      }
+      return;
+    }
+  }
+
+  void process_recvs(Sock& s) {
+    while (!s.rq.empty() && s.req[kRecvSide] == 0 && !s.abort[kRecvSide]) {
+      Op& o = *s.rq.front();
+      Status st = Status::ok;
+      int err = 0;
+      std::uint32_t bytes = 0;
+      std::vector<std::uint8_t> buf;
+      if (s.carry_avail() > 0) {  // bytes a cancelled recv took: they come first
+        if (o.kind == OpKind::recv) {
+          const std::size_t n = std::min<std::size_t>(o.length, s.carry_avail());
+          buf.assign(s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off),
+                     s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off + n));
+          s.carry_off += n;
+          if (s.carry_avail() == 0) {
+            s.carry.clear();
+            s.carry_off = 0;
+          }
+          bytes = static_cast<std::uint32_t>(n);
+        }
+      } else if (s.error != 0) {
+        err = s.error;
+        st = sockets::status_from_errno(err);
+      } else if (s.eof) {
+        st = Status::eof;
+      } else if (o.kind == OpKind::probe) {
+        if (io_uring_sqe* sqe = take_sqe(s, kRecvSide)) {
+          io_uring_prep_poll_add(sqe, s.fd, POLLIN);
+          submit_now();
+        }
+        return;
+      } else {
+        if (!ensure_sqe()) {
+          retry_.insert(s.id);
+          wake_reaper();
+          return;
+        }
+        const int injected = s.faults.on_call(false);
+        if (injected == 0) {
+          o.data.resize(s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)));
+          io_uring_sqe* sqe = take_sqe(s, kRecvSide);
+          io_uring_prep_recv(sqe, s.fd, o.data.data(), o.data.size(), 0);
+          submit_now();
+          return;
+        }
+        err = injected;
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+      }
+      std::unique_ptr<Op> op = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(op), st, err, bytes, 0, &buf);
+    }
+  }
+
+  void process_sends(Sock& s) {
+    while (!s.sq.empty() && s.req[kSendSide] == 0 && !s.abort[kSendSide]) {
+      Op& o = *s.sq.front();
+      Status st = Status::ok;
+      int err = 0;
+      if (s.error != 0) {
+        err = s.error;
+        st = sockets::status_from_errno(err);
+      } else if (o.remaining() > 0) {
+        if (!ensure_sqe()) {
+          retry_.insert(s.id);
+          wake_reaper();
+          return;
+        }
+        const int injected = s.faults.on_call(true);
+        if (injected == 0) {
+          io_uring_sqe* sqe = take_sqe(s, kSendSide);
+          io_uring_prep_send(sqe, s.fd, o.data.data() + o.sent, s.faults.cap(o.remaining()), MSG_NOSIGNAL);
+          submit_now();
+          return;
+        }
+        err = injected;
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+      }
+      std::unique_ptr<Op> op = std::move(s.sq.front());
+      s.sq.pop_front();
+      const auto bytes = static_cast<std::uint32_t>(op->sent);
+      complete(s, std::move(op), st, err, bytes);
+    }
+  }
+
+  // A CQE for a request whose op is being cancelled (or whose socket is closing): keep what it did.
+  void salvage(Sock& s, int side, int res) {
+    if (side == kRecvSide) {
+      if (s.kind == SockKind::listener) {
+        if (res >= 0) {
+          if (s.closing) ::close(res);
+          else s.accepted.push_back(res);
+        }
+        return;
+      }
+      if (s.rq.empty() || s.rq.front()->kind != OpKind::recv) return;  // a probe consumed nothing
+      Op& o = *s.rq.front();
+      if (res > 0) {
+        if (!s.closing) {
+          if (s.carry_off > 0 && s.carry_avail() == 0) {
+            s.carry.clear();
+            s.carry_off = 0;
+          }
+          s.carry.insert(s.carry.end(), o.data.begin(), o.data.begin() + res);
+        }
+      } else if (res == 0) {
+        s.eof = true;
+      } else if (res == -ECANCELED) {
+        if (s.faults.recv_calls > 0) --s.faults.recv_calls;  // the call never happened
+      } else {
+        fail_sticky(s, -res);
+      }
+    } else if (side == kSendSide) {
+      if (s.sq.empty()) return;
+      if (res > 0) {
+        s.sq.front()->account_sent(static_cast<std::size_t>(res));
+      } else if (res == -ECANCELED) {
+        if (s.faults.send_calls > 0) --s.faults.send_calls;
+      } else if (res < 0) {
+        fail_sticky(s, -res);
+      }
+    }
+    // connect: the attempt is abandoned whatever the kernel did
+  }
+
+  void on_cqe(std::uint64_t u, int res) {
+    auto it = reqs_.find(u);
+    if (it == reqs_.end()) return;
+    const Req r = it->second;
+    reqs_.erase(it);
+    if (r.kind == ReqKind::cancel && r.side == kByFd && res == -EINVAL) {
+      // The kernel does not know IORING_ASYNC_CANCEL_FD/ALL after all: cancel request by request.
+      cancel_fd_ = false;
+      if (Sock* s = find_any(r.sock)) {
+        for (int i = 0; i < 3; ++i) {
+          if (s->req[i] == 0 || !s->abort[i] || !ensure_sqe()) continue;
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+          io_uring_prep_cancel64(sqe, s->req[i], 0);
+          io_uring_sqe_set_data64(sqe, new_req(ReqKind::cancel, s->id, i));
+        }
+        submit_now();
+      }
+      return;
+    }
+    if (r.kind == ReqKind::wake) {
+      std::uint64_t v;
+      [[maybe_unused]] ssize_t rd = ::read(efd_, &v, sizeof v);
+      wake_pending_ = false;
+      wake_armed_ = false;
+      if (!exit_requested_) arm_wake();
+      return;
+    }
+    if (r.kind != ReqKind::op) return;
+    Sock* sp = find_any(r.sock);
+    if (sp == nullptr || sp->req[r.side] != u) {  // cannot happen: a socket is forgotten only when quiet
+      if (r.side == kRecvSide && res >= 0 && sp != nullptr && sp->kind == SockKind::listener) ::close(res);
+      return;
+    }
+    Sock& s = *sp;
+    s.req[r.side] = 0;
+    if (s.abort[r.side] || s.closing) {
+      salvage(s, r.side, res);
+      return;
+    }
+    if (res == -ECANCELED && r.side != kConnect && ++s.kernel_cancels <= 16) {
+      // Cancelled by the kernel, not by us (the exit of the task that submitted it: only possible for a
+      // request entered by a caller thread when the SQ was full). It did nothing: submit it again.
+      const bool was_recv = r.side == kRecvSide && !s.rq.empty() && s.rq.front()->kind == OpKind::recv;
+      if (was_recv && s.kind == SockKind::stream && s.faults.recv_calls > 0) --s.faults.recv_calls;
+      if (r.side == kSendSide && s.faults.send_calls > 0) --s.faults.send_calls;
+      process(s);
+      return;
+    }
+    switch (r.side) {
+      case kConnect: on_connect(s, res); break;
+      case kRecvSide:
+        if (s.kind == SockKind::listener) on_accept(s, res);
+        else if (!s.rq.empty() && s.rq.front()->kind == OpKind::probe) on_probe(s, res);
+        else on_recv(s, res);
+        break;
+      case kSendSide: on_send(s, res); break;
+    }
+    process(s);
+  }
+
+  void on_connect(Sock& s, int res) {
+    const int e = res < 0 ? -res : 0;
+    s.connecting = false;
+    if (e != 0 && s.error == 0) s.error = e;
+    if (s.connect_op) complete(s, std::move(s.connect_op), sockets::status_from_errno(e), e, 0);
+  }
+
+  void on_accept(Sock& s, int res) {
+    if (s.rq.empty()) {
+      if (res >= 0) s.accepted.push_back(res);
+      return;
+    }
+    if (res >= 0) {
+      finish_accept(s, res);
+      return;
+    }
+    const int e = -res;
+    if (e == EINTR || e == EAGAIN || e == ECONNABORTED || e == EPROTO) return;  // process() re-arms
+    std::unique_ptr<Op> o = std::move(s.rq.front());
+    s.rq.pop_front();
+    complete(s, std::move(o), sockets::status_from_errno(e), e, 0);
+  }
+
+  void on_probe(Sock& s, int res) {
+    Status st = Status::ok;
+    int err = 0;
+    if (res < 0 && res != -EINTR && res != -EAGAIN) {
+      err = -res;
+      fail_sticky(s, err);
+      st = sockets::status_from_errno(err);
+    } else {
+      char c;
+      const ssize_t n = ::recv(s.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) {
+        st = Status::ok;
+      } else if (n == 0) {
+        if (s.error != 0) {
+          err = s.error;
+          st = sockets::status_from_errno(err);
+        } else {
+          s.eof = true;
+          st = Status::eof;
+        }
+      } else {
+        err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;  // spurious: process() re-arms
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+      }
+    }
+    std::unique_ptr<Op> op = std::move(s.rq.front());
+    s.rq.pop_front();
+    complete(s, std::move(op), st, err, 0);
+  }
+
+  void on_recv(Sock& s, int res) {
+    if (s.rq.empty()) return;
+    Status st = Status::ok;
+    int err = 0;
+    std::uint32_t bytes = 0;
+    std::vector<std::uint8_t> buf;
+    if (res > 0) {
+      buf = std::move(s.rq.front()->data);
+      buf.resize(static_cast<std::size_t>(res));
+      bytes = static_cast<std::uint32_t>(res);
+    } else if (res == 0) {
+      if (s.error != 0) {
+        err = s.error;
+        st = sockets::status_from_errno(err);
+      } else {
+        s.eof = true;
+        st = Status::eof;
+      }
+    } else {
+      err = -res;
+      if (err == EINTR || err == EAGAIN) {
+        if (s.faults.recv_calls > 0) --s.faults.recv_calls;  // nothing happened; process() resubmits
+        return;
+      }
+      fail_sticky(s, err);
+      st = sockets::status_from_errno(err);
+    }
+    std::unique_ptr<Op> op = std::move(s.rq.front());
+    s.rq.pop_front();
+    complete(s, std::move(op), st, err, bytes, 0, &buf);
+  }
+
+  void on_send(Sock& s, int res) {
+    if (s.sq.empty()) return;
+    Op& o = *s.sq.front();
+    Status st = Status::ok;
+    int err = 0;
+    if (res >= 0) {
+      o.account_sent(static_cast<std::size_t>(res));
+      if (!(o.partial && res > 0) && o.remaining() > 0) return;  // process() sends the rest
+    } else {
+      err = -res;
+      if (err == EINTR || err == EAGAIN) {
+        if (s.faults.send_calls > 0) --s.faults.send_calls;
+        return;
+      }
+      fail_sticky(s, err);
+      st = sockets::status_from_errno(err);
+    }
+    std::unique_ptr<Op> op = std::move(s.sq.front());
+    s.sq.pop_front();
+    const auto bytes = static_cast<std::uint32_t>(op->sent);
+    complete(s, std::move(op), st, err, bytes);
+  }
+
+  void loop() {
+    t_is_reaper = true;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      arm_wake();
+      enter();
+    }
+    for (;;) {
+      io_uring_cqe* cqe = nullptr;
+      const int rc = io_uring_wait_cqe(&ring_, &cqe);
+      std::lock_guard<std::mutex> g(mu_);
+      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -ETIME && rc != -EBUSY) {
+        std::fprintf(stderr, "cpspec uring: io_uring_wait_cqe: %s; completion thread stops\n", std::strerror(-rc));
+        return;
+      }
+      unsigned head = 0;
+      unsigned n = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        on_cqe(cqe->user_data, cqe->res);
+        ++n;
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (!retry_.empty()) {
+        std::unordered_set<SocketId> r;
+        r.swap(retry_);
+        for (SocketId id : r)
+          if (Sock* s = find_any(id)) process(*s);
+      }
+      if (exit_requested_ && wake_armed_ && !wake_cancelled_) {  // the last request of ours: stop the wake-up
+        wake_cancelled_ = true;
+        for (const auto& [u, r] : reqs_) {
+          if (r.kind != ReqKind::wake || !ensure_sqe()) continue;
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+          io_uring_prep_cancel64(sqe, u, 0);
+          io_uring_sqe_set_data64(sqe, 0);  // unknown user_data: ignored
+          break;
+        }
+      }
+      if (io_uring_sq_ready(&ring_) > 0) enter();
+      cv_.notify_all();
+      if (exit_requested_ && reqs_.empty()) return;
+    }
+  }
+
+  std::mutex mu_;
+  std::mutex join_mu_;
+  std::condition_variable cv_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  bool cancel_fd_ = false;
+  int efd_ = -1;                // wakes the completion thread (see submit_now)
+  bool wake_pending_ = false;   // efd_ written, the completion thread has not seen it yet
+  bool wake_armed_ = false;     // its POLL_ADD is in the kernel
+  bool wake_cancelled_ = false;
+  bool exit_requested_ = false;
+  std::thread thread_;
+  std::uint32_t index_ = 0;
+  bool stopped_ = false;
+  std::uint64_t op_seq_ = 0;
+  std::uint64_t req_seq_ = 0;
+  SocketId sock_seq_ = 0;
+  std::unordered_map<SocketId, std::unique_ptr<Sock>> socks_;
+  std::unordered_map<std::uint64_t, Req> reqs_;  // requests in the kernel, by user_data
+  std::unordered_set<SocketId> retry_;           // sockets that found the SQ full
+  std::unordered_map<OpId, std::vector<std::uint8_t>> data_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_uring_backend(std::string& why) {
+  auto b = std::make_unique<UringBackend>();
+  if (!b->start(why)) return nullptr;
+  return b;
+}
+
+}  // namespace cpspec
