@@ -17,7 +17,6 @@ const PORT_CAPS = ['port'];
 const WORKER_CAPS = ['port', 'workers'];
 const SOCKET_CAPS = ['port', 'sockets'];
 const POOLS = 'issue #5 (pool exhaustion)';
-const FRAMING = 'issue #6 (framing and fuzzers)';
 
 export const catalogue: Requirement[] = [
   ...area('PORT', [
@@ -397,67 +396,67 @@ export const catalogue: Requirement[] = [
       id: 'CP-FRAME-001', level: must, title: 'any chunking yields the encoded frames',
       statement: 'The stream decoder yields exactly the encoded frames, in order, for any chunking of the byte stream (one byte at a time, many frames at once, anything between), and never a partial frame.',
       rationale: 'TCP splits and merges writes; decoders that assume one frame per read break under load.',
-      sources: ['ANCHOR-FRAME-2', 'ANCHOR-FRAME-3', 'ANCHOR-FRAME-4', 'ANCHOR-FRAME-5'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-2', 'ANCHOR-FRAME-3', 'ANCHOR-FRAME-4', 'ANCHOR-FRAME-5'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-002', level: must, title: 'header-only frames are valid',
       statement: 'A frame whose size equals the 12-byte header (empty payload) decodes as a frame with an empty payload.',
       rationale: 'Keep-alives and acks have no payload.',
-      sources: ['ANCHOR-FRAME-1'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-1'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-003', level: must, title: 'fields are little-endian and sized as documented',
       statement: 'The header is u16 size (including the header), u16 type, u32 sequence, u32 player id, all little-endian.',
       rationale: 'The seeds\' packed x86 structs are little-endian; a big-endian peer misreads every length.',
-      sources: ['ANCHOR-FRAME-9', 'ANCHOR-FRAME-10', 'seeds/003'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-9', 'ANCHOR-FRAME-10', 'seeds/003'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-004', level: must, title: 'a size below the header is an error',
       statement: 'A size field smaller than the header is a typed error carrying the stream offset.',
       rationale: 'A size of 0 to 11 makes naive decoders loop forever or read garbage.',
-      sources: ['ANCHOR-FRAME-8'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-8'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-005', level: must, title: 'a size above the limit is an error; the limit may change',
       statement: 'A size above the configured maximum is a typed error carrying the offset, and the maximum may be changed between frames.',
       rationale: 'Unbounded sizes let one client make the server allocate without limit.',
-      sources: ['ANCHOR-FRAME-6', 'ANCHOR-FRAME-7'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-6', 'ANCHOR-FRAME-7'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-006', level: must, title: 'end of stream inside a frame is an error',
       statement: 'End of stream in the middle of a frame is a typed error that says how many bytes dangle; no half frame is delivered.',
       rationale: 'A truncated last frame handed to the game logic acts on garbage.',
-      sources: ['ANCHOR-FRAME-11'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-11'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-007', level: must, title: 'unknown types are rejected when types are registered',
       statement: 'With a type registry given, a frame of an unregistered type is a typed error carrying the offset.',
       rationale: 'Dispatching an unknown type indexes out of a handler table.',
-      sources: ['ANCHOR-FRAME-12'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-12'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-008', level: must, title: 'a fatal error closes the stream and keeps what was decoded',
       statement: 'After a fatal decode error the stream is closed, and every frame decoded before the error is still delivered.',
       rationale: 'Losing good frames that preceded a bad one loses player actions.',
-      sources: ['ANCHOR-FRAME-6', 'ANCHOR-FRAME-11'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-6', 'ANCHOR-FRAME-11'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-009', level: must, title: 'batches are explicit and compression is bounded',
       statement: 'Aggregated batches carry an explicit count and sizes, may be compressed, and a batch whose decompressed size exceeds the limit is rejected without being expanded.',
       rationale: 'The seeds\' aggregator decompresses without a bound: a compression bomb exhausts memory.',
-      sources: ['ANCHOR-FRAME-15', 'seeds/003'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-15', 'seeds/003'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-010', level: should, title: 'sequence numbers wrap',
-      statement: 'The u32 sequence number wraps from 2^32-1 to 0 and is compared modulo 2^32.',
+      statement: 'The u32 sequence number and player id keep every value through encode and decode, 2^32-1 and the sign boundary 2^31 included, so sequences can wrap from 2^32-1 to 0.',
       rationale: 'A long session passes 2^32 packets; plain comparison then rejects every new packet.',
-      sources: ['ANCHOR-FRAME-15'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-15'], capabilities: ['framing'],
     },
     {
       id: 'CP-FRAME-011', level: must, title: 'a writer that accepts nothing is an error',
       statement: 'On the write side, a writer that accepts 0 bytes is an error and a would-block writer resumes where it stopped.',
       rationale: 'A zero-progress writer otherwise spins forever.',
-      sources: ['ANCHOR-FRAME-13'], capabilities: ['framing'], planned: FRAMING,
+      sources: ['ANCHOR-FRAME-13'], capabilities: ['framing'],
     },
   ]),
 ];

@@ -377,6 +377,63 @@ Napi::Array ErrorCodes(Napi::Env env) {
 
 }  // namespace
 
+// writeAll(bytes, script) -> { done, offset, error, written, resumes }: runs fr::write_all against a writer
+// that follows `script` (one entry per call: a byte count it accepts, or "again" for would-block), resuming
+// after each would-block while script entries remain. `written` is what the writer received, in order.
+Napi::Value WriteAllScripted(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Napi::TypeError e = Napi::TypeError::New(env, "writeAll: bytes must be a Uint8Array");
+    e.Value().Set("code", Napi::String::New(env, "invalid"));
+    throw e;
+  }
+  if (!info[1].IsArray()) {
+    Napi::TypeError e = Napi::TypeError::New(env, "writeAll: script must be an array of byte counts and \"again\"");
+    e.Value().Set("code", Napi::String::New(env, "invalid"));
+    throw e;
+  }
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  Napi::Array script = info[1].As<Napi::Array>();
+  std::vector<std::ptrdiff_t> steps;
+  for (std::uint32_t i = 0; i < script.Length(); ++i) {
+    Napi::Value v = script.Get(i);
+    if (v.IsString() && v.As<Napi::String>().Utf8Value() == "again") {
+      steps.push_back(fr::kWouldBlock);
+    } else if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= 0 && v.As<Napi::Number>().DoubleValue() <= 1e9) {
+      steps.push_back(static_cast<std::ptrdiff_t>(v.As<Napi::Number>().DoubleValue()));
+    } else {
+      Napi::TypeError e = Napi::TypeError::New(env, "writeAll: each script entry is a byte count >= 0 or \"again\"");
+      e.Value().Set("code", Napi::String::New(env, "invalid"));
+      throw e;
+    }
+  }
+  std::vector<std::uint8_t> written;
+  std::size_t next = 0;
+  fr::Writer w = [&](const std::uint8_t* data, std::size_t n) -> std::ptrdiff_t {
+    if (next >= steps.size()) return fr::kWouldBlock;  // script exhausted: the writer stays blocked
+    std::ptrdiff_t k = steps[next++];
+    if (k == fr::kWouldBlock || k == 0) return k;
+    if (static_cast<std::size_t>(k) > n) k = static_cast<std::ptrdiff_t>(n);
+    written.insert(written.end(), data, data + k);
+    return k;
+  };
+  std::size_t offset = 0;
+  fr::Error err;
+  std::uint32_t resumes = 0;
+  fr::WriteStatus st = fr::write_all(w, bytes.Data(), bytes.ByteLength(), offset, err);
+  while (st == fr::WriteStatus::again && next < steps.size()) {
+    ++resumes;
+    st = fr::write_all(w, bytes.Data(), bytes.ByteLength(), offset, err);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("done", Napi::Boolean::New(env, st == fr::WriteStatus::done));
+  out.Set("offset", Napi::Number::New(env, static_cast<double>(offset)));
+  out.Set("error", st == fr::WriteStatus::error ? ErrorValue(env, err) : env.Null());
+  out.Set("written", CopyBytes(env, written.data(), written.size()));
+  out.Set("resumes", Napi::Number::New(env, resumes));
+  return out;
+}
+
 void InitFraming(Napi::Env env, Napi::Object exports) {
   Napi::Object f = Napi::Object::New(env);
   f.Set("Decoder", DecoderWrap::Define(env));
@@ -386,6 +443,7 @@ void InitFraming(Napi::Env env, Napi::Object exports) {
   f.Set("seqDiff", Napi::Function::New<SeqDiff>(env, "seqDiff"));
   f.Set("seqAfter", Napi::Function::New<SeqAfter>(env, "seqAfter"));
   f.Set("benchDecode", Napi::Function::New<BenchDecode>(env, "benchDecode"));
+  f.Set("writeAll", Napi::Function::New<WriteAllScripted>(env, "writeAll"));
   f.Set("errorCodes", ErrorCodes(env));
   f.Set("maxFrameSize", Napi::Number::New(env, fr::kMaxFrameSize));
   f.Set("batchType", Napi::Number::New(env, fr::kBatchType));

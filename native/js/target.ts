@@ -43,6 +43,8 @@ import {
 } from '../../reference/src/target.ts';
 import { addonPath, loadAddon, repoRoot, type Addon, type AddonPort } from './addon.ts';
 import { NativePools, type PoolBindings } from './pools.ts';
+import { nativeFramingApi } from './framing.ts';
+import type { CodecFramingApi } from '../../reference/src/framing/api.ts';
 
 export { addonPath, loadAddon } from './addon.ts';
 export type { Addon, AddonPort } from './addon.ts';
@@ -204,6 +206,8 @@ class NativeTarget implements Target {
   readonly sockets?: SocketApi;
   /** Buffer pools over the addon's lock-free BufferPool (native/pool). */
   readonly pools?: NativePools;
+  /** The C++ framing codec. */
+  readonly framing?: CodecFramingApi;
 
   private readonly choice: string | undefined;
 
@@ -215,6 +219,7 @@ class NativeTarget implements Target {
     if (this.hasSockets()) this.sockets = new NativeSockets(this);
     const bindings = addon as Partial<PoolBindings>;
     if (typeof bindings.BufferPool === 'function') this.pools = new NativePools(bindings as PoolBindings);
+    this.framing = nativeFramingApi();
   }
 
   private hasSockets(): boolean {
@@ -256,7 +261,7 @@ class NativeTarget implements Target {
       name: NATIVE_NAME,
       version: this.version,
       backend: this.backend,
-      capabilities: [...CAPS, ...(this.hasSockets() ? SOCKET_CAPS : []), ...(this.pools ? [CAPABILITIES.pool] : [])],
+      capabilities: [...CAPS, ...(this.hasSockets() ? SOCKET_CAPS : []), ...(this.pools ? [CAPABILITIES.pool] : []), ...(this.framing ? [CAPABILITIES.framing] : [])],
       notes: [
         !this.hasSockets()
           ? `port core in user space (native/core), shared by the epoll and io_uring back-ends; sockets not built`
@@ -356,6 +361,7 @@ class NativeTarget implements Target {
     this.ports.clear();
     this.nextId = 1;
     this.pools?.reset();
+    this.framing?.reset();
   }
 
   async dispose(): Promise<void> {

@@ -280,6 +280,56 @@ export interface PoolTarget {
 
 
 // ---------------------------------------------------------------------------------------------------------
+// Packet framing (capability 'framing'): the seeds' 12-byte little-endian game header over a byte stream
+// (reference/src/framing/FRAMING.md). Codec errors are data, not rejections: { code, offset, ...details }.
+// ---------------------------------------------------------------------------------------------------------
+
+export type DecoderId = number;
+
+export interface WireFrame {
+  /** u16 */
+  type: number;
+  /** u32 */
+  sequence: number;
+  /** u32 */
+  playerId: number;
+  payload: Uint8Array;
+}
+
+/** A typed codec error: code (see FRAMING.md), the stream offset of the offending frame, and details. */
+export interface FramingFault {
+  code: string;
+  offset: number;
+  /** truncated: bytes held when the stream ended. */
+  dangling?: number;
+  [detail: string]: unknown;
+}
+
+export interface FramingApi {
+  /** maxSize: 12..65535 (default 65535); types: the registry of allowed frame types (default: all). */
+  createDecoder(options?: { maxSize?: number; types?: number[] }): Promise<DecoderId>;
+  /** Frames completed by this chunk, in order; error: a fatal error (the decoder is closed after it). */
+  feed(decoder: DecoderId, chunk: Uint8Array): Promise<{ frames: WireFrame[]; error: FramingFault | null }>;
+  /** Applies to the next frame header not yet parsed. */
+  setMaxSize(decoder: DecoderId, maxSize: number): Promise<void>;
+  /** End of stream: null, or truncated (with dangling) when a frame is incomplete. */
+  end(decoder: DecoderId): Promise<FramingFault | null>;
+  destroyDecoder(decoder: DecoderId): Promise<void>;
+  /** Rejects 'invalid' for fields out of range or a payload too large for the u16 size. */
+  encode(frames: WireFrame[]): Promise<Uint8Array>;
+  /** The payload of a batch frame (reserved type 0xFFFF): explicit count and sizes, optionally zlib. */
+  encodeBatch(frames: WireFrame[], options?: { compress?: boolean; level?: number }): Promise<Uint8Array>;
+  /** Never inflates beyond maxDecompressed (default 1 MiB). */
+  decodeBatch(payload: Uint8Array, options?: { maxDecompressed?: number; maxCount?: number }): Promise<{ frames: WireFrame[]; error: FramingFault | null }>;
+  /**
+   * The write side: writes `bytes` through a writer that follows `script` (per call: the byte count it
+   * accepts, 0 for no progress, or 'again' for would-block), resuming where it stopped after each
+   * would-block while the script lasts. written = what the writer received, in order.
+   */
+  writeAll(bytes: Uint8Array, script: Array<number | 'again'>): Promise<{ done: boolean; offset: number; error: FramingFault | null; written: Uint8Array; resumes: number }>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // The target.
 // ---------------------------------------------------------------------------------------------------------
 
@@ -308,6 +358,8 @@ export interface Target {
   sockets?: SocketApi;
   /** Buffer pools (capability 'pool'); absent on targets without pools. */
   pools?: PoolTarget;
+  /** The packet framing codec (capability 'framing'); absent on targets without it. */
+  framing?: FramingApi;
 
   /** Releases everything the target holds (ports, sockets, pools); the target stays usable. */
   reset(): Promise<void>;

@@ -56,6 +56,7 @@ const targets: TargetCase[] = [
     lacks: {
       sockets: 'the standalone driver does not serve the socket.* methods yet (issue #4)',
       pool: 'the standalone driver does not serve the pool.* methods yet (issue #5)',
+      framing: 'the driver protocol has no framing methods yet (issue #6)',
     },
   },
 ];

@@ -53,6 +53,14 @@ export interface NativeFramingBinding {
   seqDiff(a: number, b: number): number;
   seqAfter(a: number, b: number): boolean;
   benchDecode(chunks: Uint8Array[], reps: number, options?: RawDecoderOptions & { copy?: boolean }): { frames: number; bytes: number; seconds: number; checksum: number };
+  /** The C++ write_all against a scripted writer (see FramingApi.writeAll in reference/src/target.ts). */
+  writeAll(bytes: Uint8Array, script: Array<number | 'again'>): {
+    done: boolean;
+    offset: number;
+    error: ({ code: string; offset: number } & Record<string, unknown>) | null;
+    written: Uint8Array;
+    resumes: number;
+  };
   errorCodes: string[];
   maxFrameSize: number;
   batchType: number;

@@ -26,6 +26,7 @@ import { ModelPort, type ModelFaults, type PortWaiter } from './port.ts';
 import { simulate } from './sim.ts';
 import { ModelSockets } from './sockets.ts';
 import { ModelPools } from '../pool.ts';
+import { CodecFramingApi, tsCodec } from '../framing/api.ts';
 import { checkInt, checkMax, checkPostOptions, checkRunOptions, compilePrograms, invalid, isIntIn } from './validate.ts';
 
 export type { ModelFaults } from './port.ts';
@@ -56,6 +57,7 @@ export const MODEL_CAPABILITIES: readonly string[] = [
   'sockets.partial-send-mode',
   'fault-injection',
   'pool',
+  'framing',
 ];
 export const DEFAULT_HARDWARE_THREADS = 4;
 export const DEFAULT_OP_COST_NS = 100;
@@ -135,6 +137,8 @@ class ModelTarget implements Target {
   readonly sockets: SocketApi & { closeAll(silent: boolean): void };
   /** Buffer pools: the TS model of native/pool (reference/src/pool.ts). */
   readonly pools = new ModelPools();
+  /** The TypeScript framing codec (reference/src/framing). */
+  readonly framing = new CodecFramingApi(tsCodec);
 
   constructor(options: ModelOptions) {
     if (typeof options !== 'object' || options === null) invalid('options must be an object');
@@ -221,6 +225,7 @@ class ModelTarget implements Target {
   private closeAll(): void {
     this.sockets.closeAll(true);
     this.pools.reset();
+    this.framing.reset();
     for (const p of this.ports.values()) p.close();
     this.ports.clear();
   }
