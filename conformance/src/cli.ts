@@ -40,6 +40,7 @@ const FUZZ_FLAGS: FlagSpec[] = [
   { name: 'path', kind: 'string' },
   { name: 'replay', kind: 'string' },
   { name: 'save', kind: 'string' },
+  { name: 'echo', kind: 'string' },
   { name: 'help', kind: 'boolean' },
 ];
 
@@ -58,6 +59,8 @@ scenario, printed, and saved as a runnable JSON repro.
   --path P            fast-check replay path (printed with a failure)
   --replay FILE       replays a saved repro (or a corpus file) against the target
   --save DIR          where failures are saved (default .cpspec/fuzz-failures)
+  --echo HOST:PORT    instead: framing fuzz against a live echo endpoint (random frame streams written
+                      with random segmentation; what comes back must decode to exactly what was sent)
 
 Exit codes: 0 no failure; 1 a failure was found (or a replay failed); 2 bad options or no target.
 `;
@@ -266,6 +269,8 @@ async function fuzzCommand(p: Parsed, io: Io): Promise<number> {
     io.out(FUZZ_HELP);
     return 0;
   }
+  const echo = str(p, 'echo');
+  if (echo !== undefined) return await echoFuzz(p, echo, io);
   const fuzz = await import('../../fuzz/cli.ts');
   const target = str(p, 'target') ?? 'native';
   const spec = parseTargetSpec(target);
@@ -331,6 +336,37 @@ async function fuzzCommand(p: Parsed, io: Io): Promise<number> {
   }
   const r = result.repro!;
   io.out(`fuzz ${target}: FAILURE after ${result.runs} runs\n  ${r.error}\n  seed ${r.seed}, path ${r.path}\n  minimal scenario:\n${fuzz.formatScenario(r.scenario)}\n  repro: ${result.reproFile}\n  replay: cpspec fuzz --target ${/\s/.test(target) ? `'${target}'` : target} --replay ${result.reproFile}\n`);
+  return 1;
+}
+
+async function echoFuzz(p: Parsed, endpoint: string, io: Io): Promise<number> {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(endpoint);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new UsageError(`--echo needs HOST:PORT, got '${endpoint}'`);
+  const host = m[1].replace(/^\[|\]$/g, '');
+  const { parseDuration } = await import('../../fuzz/cli.ts');
+  const { fuzzEcho } = await import('../../fuzz/framing/live.ts');
+  const int = (name: string) => {
+    const v = str(p, name);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got '${v}'`);
+    return Number(v);
+  };
+  const time = str(p, 'time');
+  let timeMs: number | undefined;
+  try {
+    timeMs = time === undefined ? undefined : parseDuration(time);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const r = await fuzzEcho(host, Number(m[2]), { runs: int('runs'), timeMs, seed: int('seed'), path: str(p, 'path') });
+  if (!r.failed) {
+    io.out(`fuzz echo ${endpoint}: ${r.runs} streams, no failure (seed ${r.seed})\n`);
+    return 0;
+  }
+  io.out(
+    `fuzz echo ${endpoint}: FAILURE after ${r.runs} streams\n  ${r.error}\n  seed ${r.seed}, path ${r.path}\n  minimal scenario: ` +
+      `${JSON.stringify(r.counterexample, (k, v) => (v instanceof Uint8Array ? Array.from(v) : v))}\n`,
+  );
   return 1;
 }
 
