@@ -22,6 +22,12 @@ import {
   type PoolTarget,
   type ReleaseResult,
   RELEASE_RESULTS,
+  type OpId,
+  type SendOptions,
+  type SocketAddress,
+  type SocketApi,
+  type SocketFaults,
+  type SocketId,
 } from '../../reference/src/target.ts';
 import { LineSplitter, LineTooLongError, TailBuffer, clip } from './lines.ts';
 import { PROTOCOL_VERSION, RUNNER_NAME, RUNNER_VERSION } from './version.ts';
@@ -36,6 +42,8 @@ export const JSONRPC = {
 } as const;
 
 const TARGET_ERROR_CODES: readonly TargetErrorCode[] = ['invalid', 'closed', 'unsupported', 'not-found', 'protocol', 'crash', 'timeout', 'internal'];
+/** Synchronous socket failures carry the portable status name as their code (PROTOCOL.md): passed through. */
+const SOCKET_STATUS_CODES: readonly string[] = ['eof', 'aborted', 'reset', 'refused', 'pool-exhausted'];
 
 /** The driver could not be started or does not speak the protocol: the run stops with exit code 2. */
 export class HandshakeError extends Error {
@@ -428,6 +436,65 @@ export class DriverTarget implements Target, FailingTarget {
     },
   };
 
+  /** Sockets over the protocol's socket.* methods (capability 'sockets'); data travels as base64. */
+  readonly sockets: SocketApi = {
+    listen: async (port, options) => {
+      const r = (await this.call('socket.listen', {
+        port,
+        key: options.key,
+        host: options.host ?? '127.0.0.1',
+        bindPort: options.bindPort ?? 0,
+        ...(options.backlog === undefined ? {} : { backlog: options.backlog }),
+      })) as { socket?: unknown; address?: Partial<SocketAddress> };
+      if (
+        typeof r !== 'object' || r === null || typeof r.socket !== 'number' ||
+        typeof r.address !== 'object' || r.address === null || typeof r.address.host !== 'string' || typeof r.address.port !== 'number'
+      ) {
+        throw shape('socket.listen', r);
+      }
+      return { socket: r.socket, address: { host: r.address.host, port: r.address.port } };
+    },
+    accept: async (listener, options) => opOf('socket.accept', await this.call('socket.accept', { socket: listener, token: options.token, newKey: options.newKey })),
+    connect: async (port, options) => {
+      const r = (await this.call('socket.connect', { port, key: options.key, token: options.token, host: options.host, remotePort: options.remotePort })) as {
+        socket?: unknown;
+        op?: unknown;
+      };
+      if (typeof r !== 'object' || r === null || typeof r.socket !== 'number' || typeof r.op !== 'number') throw shape('socket.connect', r);
+      return { socket: r.socket, op: r.op };
+    },
+    recv: async (socket, options) =>
+      opOf('socket.recv', await this.call('socket.recv', { socket, length: options.length, token: options.token, ...(options.pool === undefined ? {} : { pool: options.pool }) })),
+    send: async (socket: SocketId, data: Uint8Array, options: SendOptions): Promise<OpId> => {
+      if (!(data instanceof Uint8Array)) throw new TargetError('invalid', `socket.send: data must be a Uint8Array, got ${String(data)}`);
+      const b64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+      return opOf('socket.send', await this.call('socket.send', { socket, data: b64, token: options.token, partial: options.partial ?? false }));
+    },
+    shutdown: async (socket, how) => {
+      await this.call('socket.shutdown', { socket, how });
+    },
+    close: async (socket, options) => {
+      await this.call('socket.close', { socket, abortive: options?.abortive ?? false });
+    },
+    cancel: async (socket, op) => {
+      const r = (await this.call('socket.cancel', op === undefined ? { socket } : { socket, op })) as { result?: unknown };
+      if (r?.result !== 'ok' && r?.result !== 'not-found') throw shape('socket.cancel', r);
+      return r.result;
+    },
+    setBuffers: async (socket, sizes) => {
+      const p: Record<string, unknown> = { socket };
+      if (sizes?.send !== undefined) p.send = sizes.send;
+      if (sizes?.recv !== undefined) p.recv = sizes.recv;
+      await this.call('socket.setBuffers', p);
+    },
+    setFaults: async (socket, faults: SocketFaults) => {
+      const p: Record<string, unknown> = { socket };
+      if (faults?.maxBytesPerCall !== undefined) p.maxBytesPerCall = faults.maxBytesPerCall;
+      if (faults?.failNth !== undefined) p.failNth = faults.failNth;
+      await this.call('socket.setFaults', p);
+    },
+  };
+
   async reset(): Promise<void> {
     await this.call('reset');
   }
@@ -469,16 +536,49 @@ function shape(method: string, r: unknown): TargetError {
   return new TargetError('protocol', `the driver's ${method} result has the wrong shape: ${clip(JSON.stringify(r) ?? 'undefined', 300)}`);
 }
 
+function opOf(method: string, r: unknown): OpId {
+  const o = r as { op?: unknown };
+  if (typeof o !== 'object' || o === null || typeof o.op !== 'number') throw shape(method, r);
+  return o.op;
+}
+
+/** Standard padded base64 (a linear scan: a regular expression overflows the stack on megabytes). */
+function isBase64(s: string): boolean {
+  if (s.length % 4 !== 0) return false;
+  let pad = 0;
+  if (s.endsWith('==')) pad = 2;
+  else if (s.endsWith('=')) pad = 1;
+  for (let i = 0; i < s.length - pad; i++) {
+    const c = s.charCodeAt(i);
+    const ok = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 function packetOf(method: string, p: unknown): Packet {
-  const q = p as Partial<Packet>;
+  const q = p as Omit<Partial<Packet>, 'data'> & { data?: unknown };
+  const bad = () => new TargetError('protocol', `the driver's ${method} result holds a malformed packet: ${clip(JSON.stringify(p) ?? 'undefined', 300)}`);
   if (
     typeof q !== 'object' || q === null ||
     typeof q.key !== 'number' || typeof q.bytes !== 'number' || typeof q.token !== 'number' ||
     typeof q.status !== 'string' || typeof q.nativeError !== 'number'
   ) {
-    throw new TargetError('protocol', `the driver's ${method} result holds a malformed packet: ${clip(JSON.stringify(p) ?? 'undefined', 300)}`);
+    throw bad();
   }
-  return { key: q.key, bytes: q.bytes, token: q.token, status: q.status, nativeError: q.nativeError };
+  const packet: Packet = { key: q.key, bytes: q.bytes, token: q.token, status: q.status, nativeError: q.nativeError };
+  // Socket completions (PROTOCOL.md): op, socket and buffer are numbers; data is base64.
+  for (const f of ['op', 'socket', 'buffer'] as const) {
+    if (q[f] === undefined) continue;
+    if (typeof q[f] !== 'number' || !Number.isInteger(q[f])) throw bad();
+    packet[f] = q[f];
+  }
+  if (q.data !== undefined) {
+    if (typeof q.data !== 'string' || !isBase64(q.data)) throw bad();
+    const b = Buffer.from(q.data, 'base64');
+    packet.data = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+  return packet;
 }
 
 function numberArray(name: string, v: unknown): number[] {
@@ -514,7 +614,8 @@ export function traceFromJson(r: unknown): Trace {
 function toTargetError(method: string, e: RpcError): TargetError {
   if (e.code === JSONRPC.targetError) {
     const d = e.data as { code?: unknown; nativeError?: unknown } | undefined;
-    const code = typeof d?.code === 'string' && (TARGET_ERROR_CODES as readonly string[]).includes(d.code) ? (d.code as TargetErrorCode) : 'internal';
+    const known = typeof d?.code === 'string' && ((TARGET_ERROR_CODES as readonly string[]).includes(d.code) || SOCKET_STATUS_CODES.includes(d.code));
+    const code = known ? (d!.code as TargetErrorCode) : 'internal';
     const native = typeof d?.nativeError === 'number' ? d.nativeError : 0;
     return new TargetError(code, e.message, native);
   }

@@ -6,11 +6,12 @@ import {
   HARNESS_THREAD,
   type Packet,
   type PostOptions,
+  type SocketFaults,
   type Status,
   type Target,
   type Trace,
 } from '../../reference/src/target.ts';
-import { LineSplitter, LineTooLongError } from './lines.ts';
+import { LineTooLongError } from './lines.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
 const ERR = { parse: -32700, request: -32600, method: -32601, params: -32602, target: -32000 } as const;
@@ -57,8 +58,158 @@ function traceToJson(t: Trace): object {
   };
 }
 
-function packetJson(p: Packet): Packet {
-  return { key: p.key, bytes: p.bytes, token: p.token, status: p.status, nativeError: p.nativeError };
+type PacketJson = Omit<Packet, 'data'> & { data?: string };
+
+/** A packet on the wire: the port fields, plus op, socket, buffer and data (base64) for socket completions. */
+function packetJson(p: Packet): PacketJson {
+  const j: PacketJson = { key: p.key, bytes: p.bytes, token: p.token, status: p.status, nativeError: p.nativeError };
+  if (p.op !== undefined) j.op = p.op;
+  if (p.socket !== undefined) j.socket = p.socket;
+  if (p.buffer !== undefined) j.buffer = p.buffer;
+  if (p.data !== undefined) j.data = Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength).toString('base64');
+  return j;
+}
+
+function optStr(p: Params, name: string): string | undefined {
+  const v = p[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new RpcFailure(ERR.params, `"${name}" must be a string`);
+  return v;
+}
+
+function optBool(p: Params, name: string): boolean | undefined {
+  const v = p[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new RpcFailure(ERR.params, `"${name}" must be a boolean`);
+  return v;
+}
+
+/**
+ * Decodes standard padded base64, or undefined when `s` is not that. Buffer.from skips characters outside
+ * the alphabet, so a decoded length short of what the text's length implies means the text was not base64.
+ */
+function fromBase64(s: string): Buffer | undefined {
+  if (s.length % 4 !== 0) return undefined;
+  const pad = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0;
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== (s.length / 4) * 3 - pad) return undefined;
+  if (s.indexOf('-') >= 0 || s.indexOf('_') >= 0) return undefined; // base64url characters Buffer accepts
+  return b;
+}
+
+/**
+ * Splits the request stream into lines on the bytes (a socket.send line can hold megabytes: joining the
+ * chunks once per line keeps that linear).
+ */
+class ByteLines {
+  private parts: Buffer[] = [];
+  private size = 0;
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  push(chunk: Buffer | string): string[] {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    const lines: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(10, start);
+      if (nl < 0) break;
+      const piece = buf.subarray(start, nl);
+      const whole = this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece]);
+      this.parts = [];
+      this.size = 0;
+      let line = whole.toString('utf8');
+      if (line.endsWith('\r')) line = line.slice(0, -1);
+      lines.push(line);
+      start = nl + 1;
+    }
+    if (start < buf.length) {
+      const rest = buf.subarray(start);
+      this.size += rest.length;
+      if (this.size > this.max) {
+        this.parts = [];
+        this.size = 0;
+        throw new LineTooLongError(`line longer than ${this.max} characters without a newline`);
+      }
+      this.parts.push(rest);
+    }
+    return lines;
+  }
+  end(): string | undefined {
+    const rest = Buffer.concat(this.parts).toString('utf8');
+    this.parts = [];
+    this.size = 0;
+    return rest.length > 0 ? rest : undefined;
+  }
+}
+
+/** socket.* over target.sockets (PROTOCOL.md); -32601 when the target has no sockets. */
+async function socketMethod(target: Target, method: string, p: Params): Promise<unknown> {
+  const s = target.sockets;
+  if (!s) throw new RpcFailure(ERR.method, `method not found: ${method} (the target has no sockets)`);
+  switch (method) {
+    case 'socket.listen': {
+      const opts: { key: number; host?: string; bindPort?: number; backlog?: number } = { key: int(p, 'key') };
+      const host = optStr(p, 'host');
+      if (host !== undefined) opts.host = host;
+      if (p.bindPort !== undefined) opts.bindPort = int(p, 'bindPort');
+      if (p.backlog !== undefined) opts.backlog = int(p, 'backlog');
+      return await s.listen(int(p, 'port'), opts);
+    }
+    case 'socket.accept':
+      return { op: await s.accept(int(p, 'socket'), { token: int(p, 'token'), newKey: int(p, 'newKey') }) };
+    case 'socket.connect':
+      return await s.connect(int(p, 'port'), { key: int(p, 'key'), token: int(p, 'token'), host: optStr(p, 'host') ?? '127.0.0.1', remotePort: int(p, 'remotePort') });
+    case 'socket.recv': {
+      const opts: { length: number; token: number; pool?: number } = { length: int(p, 'length'), token: int(p, 'token') };
+      if (p.pool !== undefined) opts.pool = int(p, 'pool');
+      return { op: await s.recv(int(p, 'socket'), opts) };
+    }
+    case 'socket.send': {
+      const data = p.data;
+      const b = typeof data === 'string' ? fromBase64(data) : undefined;
+      if (b === undefined) throw new RpcFailure(ERR.params, '"data" must be a base64 string');
+      const opts: { token: number; partial?: boolean } = { token: int(p, 'token') };
+      const partial = optBool(p, 'partial');
+      if (partial !== undefined) opts.partial = partial;
+      return { op: await s.send(int(p, 'socket'), new Uint8Array(b.buffer, b.byteOffset, b.byteLength), opts) };
+    }
+    case 'socket.shutdown': {
+      const how = p.how;
+      if (how !== 'send' && how !== 'recv' && how !== 'both') throw new RpcFailure(ERR.params, '"how" must be "send", "recv" or "both"');
+      await s.shutdown(int(p, 'socket'), how);
+      return {};
+    }
+    case 'socket.close': {
+      const abortive = optBool(p, 'abortive');
+      await s.close(int(p, 'socket'), abortive === undefined ? {} : { abortive });
+      return {};
+    }
+    case 'socket.cancel':
+      return { result: await s.cancel(int(p, 'socket'), p.op === undefined ? undefined : int(p, 'op')) };
+    case 'socket.setBuffers': {
+      const sizes: { send?: number; recv?: number } = {};
+      if (p.send !== undefined) sizes.send = int(p, 'send');
+      if (p.recv !== undefined) sizes.recv = int(p, 'recv');
+      await s.setBuffers(int(p, 'socket'), sizes);
+      return {};
+    }
+    case 'socket.setFaults': {
+      const faults: SocketFaults = {};
+      if (p.maxBytesPerCall !== undefined) faults.maxBytesPerCall = int(p, 'maxBytesPerCall');
+      if (p.failNth !== undefined) {
+        const f = p.failNth as Params;
+        if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new RpcFailure(ERR.params, '"failNth" must be an object');
+        if (f.call !== 'send' && f.call !== 'recv') throw new RpcFailure(ERR.params, '"failNth.call" must be "send" or "recv"');
+        faults.failNth = { call: f.call, n: int(f, 'n'), errno: int(f, 'errno') };
+      }
+      await s.setFaults(int(p, 'socket'), faults);
+      return {};
+    }
+    default:
+      throw new RpcFailure(ERR.method, `method not found: ${method}`);
+  }
 }
 
 async function dispatch(target: Target, method: string, p: Params): Promise<unknown> {
@@ -114,6 +265,7 @@ async function dispatch(target: Target, method: string, p: Params): Promise<unkn
       return {};
     }
     default:
+      if (method.startsWith('socket.')) return await socketMethod(target, method, p);
       throw new RpcFailure(ERR.method, `method not found: ${method}`);
   }
 }
@@ -133,7 +285,7 @@ function errorObject(e: unknown): { code: number; message: string; data?: unknow
  */
 export function serveTarget(target: Target, input: Readable, output: Writable, opts: ServeOptions = {}): Promise<void> {
   return new Promise<void>((resolveDone) => {
-    const splitter = new LineSplitter(64 * 1024 * 1024);
+    const splitter = new ByteLines(64 * 1024 * 1024);
     let finished = false;
     const write = (msg: object) => {
       if (!finished || (msg as { id?: unknown }).id !== undefined) output.write(`${JSON.stringify(msg)}\n`);

@@ -21,15 +21,29 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#if __has_include("buffer_pool.h")
+// The buffer pools (native/pool), where the build has them (the Windows-only build does not yet).
+#define CPSPEC_DRIVER_POOL 1
+#include "buffer_pool.h"
+#endif
 #include "json.h"
 #include "port.h"
 #include "workers.h"
+
+#if defined(__linux__)
+// The socket back-ends (native/epoll, native/uring) exist on Linux only; elsewhere the driver declares no
+// sockets (the Windows back-end is not served by the driver yet).
+#define CPSPEC_DRIVER_SOCKETS 1
+#include "backend.h"
+#include "sockets_common.h"
+#endif
 
 #ifdef _WIN32
 #include <fcntl.h>
@@ -48,9 +62,7 @@ constexpr std::int64_t kMaxTimeoutMs = 2147483647;  // 2^31 - 1
 constexpr std::int64_t kTwo53 = std::int64_t{1} << 53;
 constexpr auto kExitGrace = std::chrono::seconds(2);
 
-#if defined(__linux__)
-constexpr const char* kBackend = "epoll";
-#elif defined(_WIN32)
+#if defined(_WIN32)
 constexpr const char* kBackend = "iocp";  // native/iocp/port_iocp.cpp: the kernel's completion port
 #else
 constexpr const char* kBackend = "portable";
@@ -67,6 +79,8 @@ are served concurrently (a blocking dequeue never holds up a later request). On 
 Options:
   --help                       print this help and exit
   --version                    print the driver and protocol version and exit
+  --backend epoll|uring        (Linux) the socket back-end; default: uring when io_uring can run here,
+                               else epoll (info() says which and why)
 
 Fault injection (to test a runner against a broken driver; may be repeated to combine faults):
   --fault=drop-every:N         port.post silently drops every Nth posted packet (answers {} but queues
@@ -100,6 +114,12 @@ struct Faults {
 };
 
 Faults g_faults;
+
+#ifdef CPSPEC_DRIVER_SOCKETS
+std::string g_backend_name;              // "epoll" or "uring": chosen in main()
+std::string g_backend_note;              // why (info().notes)
+std::unique_ptr<cpspec::Backend> g_first_backend;  // the one made while choosing (used first)
+#endif
 
 bool parse_count(std::string_view s, std::int64_t min, std::int64_t& out) {
   if (s.empty() || s.size() > 15) return false;
@@ -257,12 +277,78 @@ std::int64_t timeout_param(const Value& obj, const char* what, const char* name)
   return out;
 }
 
+#ifdef CPSPEC_DRIVER_SOCKETS
+// Socket data travels as base64 (PROTOCOL.md).
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(const std::uint8_t* d, std::size_t n) {
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    const std::uint32_t v = (std::uint32_t{d[i]} << 16) | (std::uint32_t{d[i + 1]} << 8) | d[i + 2];
+    out.push_back(kB64[v >> 18]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out.push_back(kB64[(v >> 6) & 63]);
+    out.push_back(kB64[v & 63]);
+  }
+  if (i < n) {
+    std::uint32_t v = std::uint32_t{d[i]} << 16;
+    if (i + 1 < n) v |= std::uint32_t{d[i + 1]} << 8;
+    out.push_back(kB64[v >> 18]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out.push_back(i + 1 < n ? kB64[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+// Standard base64 with padding (unpadded input is accepted too); false on anything else.
+bool base64_decode(const std::string& s, std::vector<std::uint8_t>& out) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::size_t n = s.size();
+  if (n % 4 == 0 && n >= 1 && s[n - 1] == '=') --n;
+  if (n % 4 == 3 && n >= 1 && s[n - 1] == '=') --n;
+  if (n % 4 == 1) return false;
+  out.clear();
+  out.reserve(n / 4 * 3 + 2);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const int v = val(s[i]);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<std::uint8_t>((acc >> bits) & 0xFF));
+    }
+  }
+  return true;
+}
+#endif  // CPSPEC_DRIVER_SOCKETS
+
 Value packet_to_json(const cpspec::Packet& p) {
-  return Value::object({{"key", p.key},
-                        {"bytes", p.bytes},
-                        {"token", p.token},
-                        {"status", cpspec::status_name(p.status)},
-                        {"nativeError", p.native_error}});
+  Value v = Value::object({{"key", p.key},
+                           {"bytes", p.bytes},
+                           {"token", p.token},
+                           {"status", cpspec::status_name(p.status)},
+                           {"nativeError", p.native_error}});
+  if (p.op != 0) v.set("op", p.op);
+  if (p.socket != 0) v.set("socket", p.socket);
+#ifdef CPSPEC_DRIVER_SOCKETS
+  // The data of a recv completion: kept by the back-end that owns the op until taken, once.
+  std::vector<std::uint8_t> data;
+  if (p.op != 0 && cpspec::sockets::take_op_data(p.op, data)) v.set("data", base64_encode(data.data(), data.size()));
+#endif
+  return v;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -304,7 +390,43 @@ class Driver {
   Result m_port_post(const Value& params);
   Result m_port_close(const Value& params);
 
+#ifdef CPSPEC_DRIVER_POOL
+  // Buffer pools (pool.*). pool.acquire with a wait runs on a thread of its own (see handle_line).
+  std::shared_ptr<cpspec::pool::BufferPool> pool_lookup(const Value& params, const char* what);
+  Result m_pool_create(const Value& params);
+  Result m_pool_release(const Value& params);
+  Result m_pool_stats(const Value& params);
+  Result m_pool_destroy(const Value& params);
+  void destroy_pools();
+#endif
+
+#ifdef CPSPEC_DRIVER_SOCKETS
+  // Sockets (socket.*): served inline, they only submit. The back-end is made on first use (and again
+  // after a reset, which shuts the old one down).
+  std::shared_ptr<cpspec::Backend> sockets();
+  void shutdown_sockets();
+  Result m_socket_listen(const Value& params);
+  Result m_socket_accept(const Value& params);
+  Result m_socket_connect(const Value& params);
+  Result m_socket_recv(const Value& params);
+  Result m_socket_send(const Value& params);
+  Result m_socket_shutdown(const Value& params);
+  Result m_socket_close(const Value& params);
+  Result m_socket_cancel(const Value& params);
+  Result m_socket_set_buffers(const Value& params);
+  Result m_socket_set_faults(const Value& params);
+
+  std::mutex sockets_mu_;
+  std::shared_ptr<cpspec::Backend> backend_;
+#endif
+
   Output& out_;
+
+#ifdef CPSPEC_DRIVER_POOL
+  std::mutex pools_mu_;
+  std::map<std::int64_t, std::shared_ptr<cpspec::pool::BufferPool>> pools_;
+  std::int64_t next_pool_ = 1;
+#endif
 
   std::mutex ports_mu_;
   std::map<std::int64_t, std::shared_ptr<cpspec::Port>> ports_;
@@ -390,7 +512,13 @@ void Driver::run_async(Value id, bool notify, std::function<Result()> fn) {
 }
 
 bool Driver::finish() {
+#ifdef CPSPEC_DRIVER_SOCKETS
+  shutdown_sockets();
+#endif
   close_all();
+#ifdef CPSPEC_DRIVER_POOL
+  destroy_pools();  // a pending bounded wait keeps its pool alive until it ends
+#endif
   std::unique_lock<std::mutex> lock(flights_mu_);
   const auto deadline = std::chrono::steady_clock::now() + kExitGrace;
   for (;;) {
@@ -444,13 +572,25 @@ Result Driver::m_info(const Value&) {
   for (const char* c : {"port", "port.batch", "workers", "workers.blocking-region", "workers.real-threads"}) {
     caps.push_back(c);
   }
+#ifdef CPSPEC_DRIVER_POOL
+  caps.push_back("pool");
+#endif
   Value notes = Value::array();
 #ifdef _WIN32
   notes.push_back("kernel completion port");
 #endif
+#ifdef CPSPEC_DRIVER_SOCKETS
+  for (const char* c : {"sockets", "sockets.zero-length-probe", "sockets.partial-send-mode", "fault-injection"}) {
+    caps.push_back(c);
+  }
+  if (!g_backend_note.empty()) notes.push_back(g_backend_note);
+  const std::string backend = g_backend_name;
+#else
+  const std::string backend = kBackend;
+#endif
   return {Value::object({{"name", kName},
                          {"version", kVersion},
-                         {"backend", kBackend},
+                         {"backend", backend},
                          {"capabilities", std::move(caps)},
                          {"notes", std::move(notes)},
                          {"hardwareThreads", hw}}),
@@ -458,9 +598,301 @@ Result Driver::m_info(const Value&) {
 }
 
 Result Driver::m_reset(const Value&) {
+#ifdef CPSPEC_DRIVER_SOCKETS
+  shutdown_sockets();  // pending socket operations complete with aborted (to the ports closed just below)
+#endif
   close_all();
+#ifdef CPSPEC_DRIVER_POOL
+  destroy_pools();
+#endif
   return {Value::object(), {}};
 }
+
+#ifdef CPSPEC_DRIVER_POOL
+
+// ---------------------------------------------------------------------------------------------------------
+// Buffer pools
+// ---------------------------------------------------------------------------------------------------------
+
+std::shared_ptr<cpspec::pool::BufferPool> Driver::pool_lookup(const Value& params, const char* what) {
+  const Value& v = require(params, what, "pool", Type::number);
+  std::int64_t id = 0;
+  const bool is_int = v.get_integer(id);
+  std::lock_guard<std::mutex> lock(pools_mu_);
+  auto it = is_int ? pools_.find(id) : pools_.end();
+  if (it == pools_.end()) throw target_error("not-found", std::string(what) + ": unknown pool " + describe(v));
+  return it->second;
+}
+
+Result Driver::m_pool_create(const Value& params) {
+  const char* what = "pool.create";
+  const auto size = int_param(params, what, "bufferSize", 1, std::int64_t{1} << 30);
+  const auto count = int_param(params, what, "count", 1, std::int64_t{1} << 30);
+  if (static_cast<std::uint64_t>(cpspec::pool::round_buffer_size(static_cast<std::size_t>(size))) *
+          static_cast<std::uint64_t>(count) > cpspec::pool::kMaxSlabBytes) {
+    throw invalid_value(std::string(what) + ": bufferSize x count exceeds 2^36 bytes");
+  }
+  std::shared_ptr<cpspec::pool::BufferPool> pool;
+  try {
+    pool = std::make_shared<cpspec::pool::BufferPool>(static_cast<std::size_t>(size), static_cast<std::uint32_t>(count));
+  } catch (const std::invalid_argument& e) {
+    throw invalid_value(std::string(what) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    throw invalid_value(std::string(what) + ": cannot allocate " + std::to_string(size) + " x " + std::to_string(count) + " bytes");
+  }
+  std::lock_guard<std::mutex> lock(pools_mu_);
+  const std::int64_t id = next_pool_++;
+  pools_.emplace(id, std::move(pool));
+  return {Value::object({{"pool", id}}), {}};
+}
+
+Result pool_acquire(const std::shared_ptr<cpspec::pool::BufferPool>& pool, std::int64_t wait_ms) {
+  cpspec::pool::BufferHandle h;
+  const auto st = pool->acquire(h, static_cast<std::uint32_t>(wait_ms));
+  if (st == cpspec::pool::AcquireStatus::ok) return {Value::object({{"kind", "buffer"}, {"id", h.index}}), {}};
+  return {Value::object({{"kind", "exhausted"}}), {}};
+}
+
+Result Driver::m_pool_release(const Value& params) {
+  const char* what = "pool.release";
+  const Value& b = require(params, what, "buffer", Type::number);
+  auto pool = pool_lookup(params, what);
+  std::int64_t id = 0;
+  cpspec::pool::ReleaseStatus st = cpspec::pool::ReleaseStatus::foreign;  // not an id of this pool at all
+  if (b.get_integer(id) && id >= 0 && id < static_cast<std::int64_t>(cpspec::pool::kNoBuffer)) {
+    st = pool->release(static_cast<std::uint32_t>(id));
+  }
+  return {Value::object({{"result", cpspec::pool::release_status_name(st)}}), {}};
+}
+
+Result Driver::m_pool_stats(const Value& params) {
+  auto pool = pool_lookup(params, "pool.stats");
+  const auto s = pool->stats();
+  return {Value::object({{"total", s.total},
+                         {"inUse", s.in_use},
+                         {"available", s.available},
+                         {"highWater", s.high_water},
+                         {"failedAcquires", s.failed_acquires}}),
+          {}};
+}
+
+void Driver::destroy_pools() {
+  std::map<std::int64_t, std::shared_ptr<cpspec::pool::BufferPool>> pools;
+  std::lock_guard<std::mutex> lock(pools_mu_);
+  pools.swap(pools_);
+  next_pool_ = 1;
+}
+
+Result Driver::m_pool_destroy(const Value& params) {
+  const char* what = "pool.destroy";
+  auto pool = pool_lookup(params, what);
+  std::lock_guard<std::mutex> lock(pools_mu_);
+  for (auto it = pools_.begin(); it != pools_.end(); ++it) {
+    if (it->second == pool) {
+      pools_.erase(it);
+      break;
+    }
+  }
+  // The slab is freed with the last reference (a pending bounded wait keeps it until it ends).
+  return {Value::object(), {}};
+}
+
+#endif  // CPSPEC_DRIVER_POOL
+
+// ---------------------------------------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------------------------------------
+
+#ifdef CPSPEC_DRIVER_SOCKETS
+
+constexpr std::int64_t kMaxSafe = kTwo53 - 1;
+
+std::unique_ptr<cpspec::Backend> make_backend(const std::string& name, std::string& why) {
+  if (name == "uring") return cpspec::make_uring_backend(why);
+  if (name == "epoll") return cpspec::make_epoll_backend(why);
+  why = "unknown back-end '" + name + "'";
+  return nullptr;
+}
+
+std::shared_ptr<cpspec::Backend> Driver::sockets() {
+  std::lock_guard<std::mutex> lock(sockets_mu_);
+  if (!backend_) {
+    if (g_first_backend) {
+      backend_ = std::move(g_first_backend);
+    } else {
+      std::string why;
+      auto b = make_backend(g_backend_name, why);
+      if (!b) throw target_error("unsupported", "cannot start the " + g_backend_name + " socket back-end: " + why);
+      backend_ = std::move(b);
+    }
+  }
+  return backend_;
+}
+
+void Driver::shutdown_sockets() {
+  std::shared_ptr<cpspec::Backend> b;
+  {
+    std::lock_guard<std::mutex> lock(sockets_mu_);
+    b.swap(backend_);
+  }
+  if (b) b->shutdown_all();
+}
+
+void check(const cpspec::Sync& r, const char* what) {
+  if (!r.ok()) {
+    RpcError e = target_error(cpspec::status_name(r.status), std::string(what) + ": " + r.message);
+    e.native_error = r.native_error;
+    throw e;
+  }
+}
+
+cpspec::SocketId socket_param(const Value& params, const char* what) {
+  return static_cast<cpspec::SocketId>(int_param(params, what, "socket", 1, kMaxSafe));
+}
+
+std::uint64_t u53_param(const Value& params, const char* what, const char* name) {
+  return static_cast<std::uint64_t>(int_param(params, what, name, 0, kMaxSafe));
+}
+
+std::string string_param_or(const Value& params, const char* what, const char* name, const char* dflt) {
+  const Value* v = optional(params, what, name, Type::string);
+  return v ? v->as_string() : std::string(dflt);
+}
+
+bool bool_param_or(const Value& params, const char* what, const char* name, bool dflt) {
+  const Value* v = optional(params, what, name, Type::boolean);
+  return v ? v->as_bool() : dflt;
+}
+
+Result Driver::m_socket_listen(const Value& params) {
+  const char* what = "socket.listen";
+  auto port = lookup(params, what);
+  const auto key = u53_param(params, what, "key");
+  const std::string host = string_param_or(params, what, "host", "127.0.0.1");
+  const auto bind_port = static_cast<std::uint16_t>(int_param_or(params, what, "bindPort", 0, 65535, 0));
+  const int backlog = static_cast<int>(int_param_or(params, what, "backlog", 1, 65535, 128));
+  cpspec::SocketId s = 0;
+  std::uint16_t bound = 0;
+  check(sockets()->listen(port, key, host, bind_port, backlog, s, bound), what);
+  return {Value::object({{"socket", s},
+                         {"address", Value::object({{"host", host == "localhost" ? std::string("127.0.0.1") : host},
+                                                    {"port", static_cast<unsigned>(bound)}})}}),
+          {}};
+}
+
+Result Driver::m_socket_accept(const Value& params) {
+  const char* what = "socket.accept";
+  const auto l = socket_param(params, what);
+  const auto token = u53_param(params, what, "token");
+  const auto new_key = u53_param(params, what, "newKey");
+  cpspec::OpId op = 0;
+  check(sockets()->accept(l, token, new_key, op), what);
+  return {Value::object({{"op", op}}), {}};
+}
+
+Result Driver::m_socket_connect(const Value& params) {
+  const char* what = "socket.connect";
+  auto port = lookup(params, what);
+  const auto key = u53_param(params, what, "key");
+  const auto token = u53_param(params, what, "token");
+  const std::string host = string_param_or(params, what, "host", "127.0.0.1");
+  const auto remote = static_cast<std::uint16_t>(int_param(params, what, "remotePort", 1, 65535));
+  cpspec::SocketId s = 0;
+  cpspec::OpId op = 0;
+  check(sockets()->connect(port, key, token, host, remote, s, op), what);
+  return {Value::object({{"socket", s}, {"op", op}}), {}};
+}
+
+Result Driver::m_socket_recv(const Value& params) {
+  const char* what = "socket.recv";
+  const auto s = socket_param(params, what);
+  const auto length = static_cast<std::uint32_t>(int_param(params, what, "length", 0, 2147483647));
+  const auto token = u53_param(params, what, "token");
+  if (const Value* pv = optional(params, what, "pool", Type::number)) {
+#ifdef CPSPEC_DRIVER_POOL
+    std::int64_t id = 0;
+    if (pv->get_integer(id)) {
+      std::lock_guard<std::mutex> lock(pools_mu_);
+      if (pools_.find(id) == pools_.end()) throw target_error("not-found", std::string(what) + ": unknown pool " + describe(*pv));
+    }
+#endif
+    throw target_error("unsupported", std::string(what) + ": pool-backed receives are not supported by this driver yet");
+  }
+  cpspec::OpId op = 0;
+  check(sockets()->recv(s, length, token, op), what);
+  return {Value::object({{"op", op}}), {}};
+}
+
+Result Driver::m_socket_send(const Value& params) {
+  const char* what = "socket.send";
+  const auto s = socket_param(params, what);
+  const Value& dv = require(params, what, "data", Type::string);
+  std::vector<std::uint8_t> data;
+  if (!base64_decode(dv.as_string(), data)) throw invalid_params(std::string(what) + ": 'data' is not base64");
+  const auto token = u53_param(params, what, "token");
+  const bool partial = bool_param_or(params, what, "partial", false);
+  cpspec::OpId op = 0;
+  check(sockets()->send(s, data.data(), data.size(), token, partial, op), what);  // the back-end copies the bytes
+  return {Value::object({{"op", op}}), {}};
+}
+
+Result Driver::m_socket_shutdown(const Value& params) {
+  const char* what = "socket.shutdown";
+  const auto s = socket_param(params, what);
+  const std::string& how = require(params, what, "how", Type::string).as_string();
+  if (how != "send" && how != "recv" && how != "both") {
+    throw invalid_params(std::string(what) + ": 'how' must be \"send\", \"recv\" or \"both\", got " + describe(Value(how)));
+  }
+  check(sockets()->shutdown(s, how != "recv", how != "send"), what);
+  return {Value::object(), {}};
+}
+
+Result Driver::m_socket_close(const Value& params) {
+  const char* what = "socket.close";
+  const auto s = socket_param(params, what);
+  const bool abortive = bool_param_or(params, what, "abortive", false);
+  check(sockets()->close(s, abortive), what);
+  return {Value::object(), {}};
+}
+
+Result Driver::m_socket_cancel(const Value& params) {
+  const char* what = "socket.cancel";
+  const auto s = socket_param(params, what);
+  const auto op = static_cast<cpspec::OpId>(int_param_or(params, what, "op", 1, kMaxSafe, 0));
+  bool found = false;
+  check(sockets()->cancel(s, op, found), what);
+  return {Value::object({{"result", found ? "ok" : "not-found"}}), {}};
+}
+
+Result Driver::m_socket_set_buffers(const Value& params) {
+  const char* what = "socket.setBuffers";
+  const auto s = socket_param(params, what);
+  const int snd = static_cast<int>(int_param_or(params, what, "send", 0, 1 << 30, 0));
+  const int rcv = static_cast<int>(int_param_or(params, what, "recv", 0, 1 << 30, 0));
+  check(sockets()->set_buffers(s, snd, rcv), what);
+  return {Value::object(), {}};
+}
+
+Result Driver::m_socket_set_faults(const Value& params) {
+  const char* what = "socket.setFaults";
+  const auto s = socket_param(params, what);
+  cpspec::SocketFaults f;
+  f.max_bytes_per_call = static_cast<std::uint32_t>(int_param_or(params, what, "maxBytesPerCall", 0, 0xFFFFFFFF, 0));
+  if (const Value* fn = optional(params, what, "failNth", Type::object)) {
+    const char* fw = "socket.setFaults: failNth";
+    const std::string& call = require(*fn, fw, "call", Type::string).as_string();
+    if (call != "send" && call != "recv") {
+      throw invalid_params(std::string(fw) + ": 'call' must be \"send\" or \"recv\", got " + describe(Value(call)));
+    }
+    f.fail_call = call == "send" ? cpspec::SocketFaults::Call::send : cpspec::SocketFaults::Call::recv;
+    f.fail_nth = static_cast<std::uint32_t>(int_param(*fn, fw, "n", 1, 0xFFFFFFFF));
+    f.fail_errno = static_cast<std::int32_t>(int_param(*fn, fw, "errno", 1, 4095));
+  }
+  check(sockets()->set_faults(s, f), what);
+  return {Value::object(), {}};
+}
+
+#endif  // CPSPEC_DRIVER_SOCKETS
 
 Result Driver::m_port_create(const Value& params) {
   const auto c = int_param(params, "port.create", "concurrency", 0, cpspec::kMaxConcurrency);
@@ -673,6 +1105,48 @@ bool Driver::handle_line(std::string_view line) {
       h = &Driver::m_port_post;
     } else if (method == "port.close") {
       h = &Driver::m_port_close;
+#ifdef CPSPEC_DRIVER_POOL
+    } else if (method == "pool.create") {
+      h = &Driver::m_pool_create;
+    } else if (method == "pool.release") {
+      h = &Driver::m_pool_release;
+    } else if (method == "pool.stats") {
+      h = &Driver::m_pool_stats;
+    } else if (method == "pool.destroy") {
+      h = &Driver::m_pool_destroy;
+    } else if (method == "pool.acquire") {
+      auto pool = pool_lookup(*params, "pool.acquire");
+      const auto wait = int_param_or(*params, "pool.acquire", "waitMs", 0, kMaxTimeoutMs, 0);
+      if (wait == 0) {
+        Result r = pool_acquire(pool, 0);
+        if (notify) respond(id, r);
+      } else {
+        run_async(id, notify, [pool, wait] { return pool_acquire(pool, wait); });
+      }
+      return true;
+#endif
+#ifdef CPSPEC_DRIVER_SOCKETS
+    } else if (method == "socket.listen") {
+      h = &Driver::m_socket_listen;
+    } else if (method == "socket.accept") {
+      h = &Driver::m_socket_accept;
+    } else if (method == "socket.connect") {
+      h = &Driver::m_socket_connect;
+    } else if (method == "socket.recv") {
+      h = &Driver::m_socket_recv;
+    } else if (method == "socket.send") {
+      h = &Driver::m_socket_send;
+    } else if (method == "socket.shutdown") {
+      h = &Driver::m_socket_shutdown;
+    } else if (method == "socket.close") {
+      h = &Driver::m_socket_close;
+    } else if (method == "socket.cancel") {
+      h = &Driver::m_socket_cancel;
+    } else if (method == "socket.setBuffers") {
+      h = &Driver::m_socket_set_buffers;
+    } else if (method == "socket.setFaults") {
+      h = &Driver::m_socket_set_faults;
+#endif
     } else if (method == "shutdown") {
       if (notify) respond(id, Result{Value::object(), {}});
       return false;
@@ -762,9 +1236,52 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (arg.substr(0, 8) == "--fault=" && parse_fault(arg.substr(8), g_faults)) continue;
+#ifdef CPSPEC_DRIVER_SOCKETS
+    if (arg == "--backend" || arg.substr(0, 10) == "--backend=") {
+      std::string v;
+      if (arg == "--backend") {
+        if (i + 1 >= argc) {
+          std::fprintf(stderr, "cpspec-driver: --backend needs a value: epoll or uring\n");
+          return 2;
+        }
+        v = argv[++i];
+      } else {
+        v = std::string(arg.substr(10));
+      }
+      if (v != "epoll" && v != "uring") {
+        std::fprintf(stderr, "cpspec-driver: unknown back-end '%s' (available: epoll, uring)\n", v.c_str());
+        return 2;
+      }
+      g_backend_name = v;
+      continue;
+    }
+#endif
     std::fprintf(stderr, "cpspec-driver: unknown or malformed option '%s' (see --help)\n", argv[i]);
     return 2;
   }
+
+#ifdef CPSPEC_DRIVER_SOCKETS
+  {
+    std::string why;
+    if (g_backend_name.empty()) {
+      g_first_backend = cpspec::make_uring_backend(why);
+      if (g_first_backend) {
+        g_backend_name = "uring";
+        g_backend_note = "io_uring available: using uring (best back-end)";
+      } else {
+        g_backend_name = "epoll";
+        g_backend_note = "io_uring unavailable: " + why + "; using epoll";
+      }
+    } else {
+      g_first_backend = make_backend(g_backend_name, why);
+      if (!g_first_backend) {
+        std::fprintf(stderr, "cpspec-driver: cannot start the %s socket back-end: %s\n", g_backend_name.c_str(), why.c_str());
+        return 2;
+      }
+      g_backend_note = "socket back-end " + g_backend_name + " (--backend)";
+    }
+  }
+#endif
 
 #if defined(SIGPIPE)
   std::signal(SIGPIPE, SIG_IGN);  // a runner that went away must not kill us mid-write
@@ -808,6 +1325,12 @@ int main(int argc, char** argv) {
   if (hung) hang_forever();
 
   const bool all_done = driver->finish();
+#ifdef CPSPEC_DRIVER_SOCKETS
+  if (all_done && g_first_backend) {
+    g_first_backend->shutdown_all();  // never used: stop it before static destruction
+    g_first_backend.reset();
+  }
+#endif
   std::fflush(stdout);
   std::fflush(stderr);
   if (!all_done) std::_Exit(0);  // threads still running: skip destructors they might race with

@@ -214,10 +214,12 @@ describe('protocol', () => {
     expect(probe.error?.code).toBe(-32601);
     expect(probe.result).toBeUndefined();
     const info = await d.ok('info');
-    expect(info).toMatchObject({ name: 'cpspec-native-driver', version: '0.1.0', notes: [] });
-    expect(info.capabilities).toEqual(['port', 'port.batch', 'workers', 'workers.blocking-region', 'workers.real-threads']);
+    expect(info).toMatchObject({ name: 'cpspec-native-driver', version: '0.1.0' });
+    const sockets = process.platform === 'linux' ? ['sockets', 'sockets.zero-length-probe', 'sockets.partial-send-mode', 'fault-injection'] : [];
+    expect(info.capabilities).toEqual(['port', 'port.batch', 'workers', 'workers.blocking-region', 'workers.real-threads', 'pool', ...sockets]);
     expect(Number.isInteger(info.hardwareThreads) && info.hardwareThreads >= 1).toBe(true);
-    if (process.platform === 'linux') expect(info.backend).toBe('epoll');
+    // The socket back-end (sockets.test.ts checks the choice and its note).
+    if (process.platform === 'linux') expect(['uring', 'epoll']).toContain(info.backend);
   });
 
   it('refuses other protocol versions with -32000', async () => {
