@@ -25,8 +25,6 @@ namespace cpspec {
 
 namespace {
 
-constexpr const char* kStatusNames[kStatusCount] = {"ok",   "eof",     "aborted", "reset",  "refused",
-                                                    "pool-exhausted", "timeout", "closed", "invalid"};
 
 // How long a waiter spins on its own state before it goes to sleep. Spinning lets a consumer that is
 // released within a few microseconds skip the sleep/wake system calls; it is only worth it with more than
@@ -50,21 +48,6 @@ struct Waiter {
 };
 
 }  // namespace
-
-const char* status_name(Status s) noexcept {
-  auto i = static_cast<unsigned>(s);
-  return i < static_cast<unsigned>(kStatusCount) ? kStatusNames[i] : "invalid";
-}
-
-bool status_from_name(std::string_view name, Status& out) noexcept {
-  for (int i = 0; i < kStatusCount; ++i) {
-    if (name == kStatusNames[i]) {
-      out = static_cast<Status>(i);
-      return true;
-    }
-  }
-  return false;
-}
 
 struct Port::Impl {
   explicit Impl(unsigned c) : concurrency(c) {}

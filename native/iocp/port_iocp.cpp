@@ -29,8 +29,6 @@ namespace cpspec {
 
 namespace {
 
-constexpr const char* kStatusNames[kStatusCount] = {"ok",   "eof",     "aborted", "reset",  "refused",
-                                                    "pool-exhausted", "timeout", "closed", "invalid"};
 
 constexpr std::uint64_t kRecordMagic = 0x6370737065637031ull;  // "cpspecp1"
 
@@ -81,21 +79,6 @@ DWORD remaining_ms(std::chrono::steady_clock::time_point deadline) {
 }
 
 }  // namespace
-
-const char* status_name(Status s) noexcept {
-  auto i = static_cast<unsigned>(s);
-  return i < static_cast<unsigned>(kStatusCount) ? kStatusNames[i] : "invalid";
-}
-
-bool status_from_name(std::string_view name, Status& out) noexcept {
-  for (int i = 0; i < kStatusCount; ++i) {
-    if (name == kStatusNames[i]) {
-      out = static_cast<Status>(i);
-      return true;
-    }
-  }
-  return false;
-}
 
 struct Port::Impl {
   Impl(unsigned requested, unsigned effective)
