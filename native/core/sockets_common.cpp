@@ -7,6 +7,9 @@
 #if !defined(_WIN32)
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #endif
 
 namespace cpspec::sockets {
@@ -116,5 +119,64 @@ Sync sync_error(Status s, int native_error, std::string message) {
 Sync sync_errno(int e, const std::string& what) {
   return sync_error(status_from_errno(e), e, what + ": " + std::strerror(e));
 }
+
+Sync check_send_args(const std::uint8_t* data, std::size_t n) {
+  if (n > 0xFFFFFFFFu) return sync_error(Status::invalid, EINVAL, "send: at most 4294967295 bytes per send");
+  if (n > 0 && data == nullptr) return sync_error(Status::invalid, EINVAL, "send: no data");
+  return sync_ok();
+}
+
+Sync check_faults(const SocketFaults& f) {
+  if (f.fail_call != SocketFaults::Call::none && (f.fail_nth == 0 || f.fail_errno <= 0)) {
+    return sync_error(Status::invalid, EINVAL, "set_faults: fail_nth must be >= 1 and fail_errno > 0");
+  }
+  return sync_ok();
+}
+
+#if !defined(_WIN32)
+Sync open_listener(const std::string& host, std::uint16_t bind_port, int backlog, bool nonblocking, int& fd,
+                   std::uint16_t& bound_port) {
+  fd = -1;
+  bound_port = 0;
+  sockaddr_storage ss;
+  socklen_t len = 0;
+  if (!parse_address(host, bind_port, ss, len)) return sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
+  const int s = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  if (s < 0) return sync_errno(errno, "listen: socket");
+  int one = 1;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(s, backlog > 0 ? backlog : 128) != 0) {
+    const int e = errno;
+    ::close(s);
+    return sync_errno(e, "listen: bind/listen");
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&bound), &blen);
+  bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  fd = s;
+  return sync_ok();
+}
+
+Sync open_stream_for(const std::string& host, std::uint16_t remote_port, bool nonblocking, int& fd,
+                     sockaddr_storage& ss, socklen_t& len) {
+  fd = -1;
+  len = 0;
+  if (!parse_address(host, remote_port, ss, len)) return sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
+  const int s = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  if (s < 0) return sync_errno(errno, "connect: socket");
+  int one = 1;
+  ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  fd = s;
+  return sync_ok();
+}
+
+Sync set_socket_buffers(int fd, int send_bytes, int recv_bytes) {
+  if (send_bytes > 0 && ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_bytes, sizeof send_bytes) != 0) return sync_errno(errno, "setsockopt(SO_SNDBUF)");
+  if (recv_bytes > 0 && ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &recv_bytes, sizeof recv_bytes) != 0) return sync_errno(errno, "setsockopt(SO_RCVBUF)");
+  return sync_ok();
+}
+#endif
 
 }  // namespace cpspec::sockets

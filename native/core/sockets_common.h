@@ -123,4 +123,21 @@ Sync sync_error(Status s, int native_error, std::string message);
 Sync sync_errno(int e, const std::string& what);  // status_from_errno(e), message "what: strerror"
 inline Sync sync_unknown_socket(SocketId s) { return sync_error(Status::invalid, 0, "unknown socket " + std::to_string(s)); }
 
+// Argument checks every back-end's submissions share (ok, or the invalid Sync to return).
+Sync check_send_args(const std::uint8_t* data, std::size_t n);
+Sync check_faults(const SocketFaults& f);
+
+#if !defined(_WIN32)
+// The system-call setup the POSIX back-ends share. nonblocking: epoll wants O_NONBLOCK sockets, io_uring
+// blocking ones (it arms its own poll).
+// A bound, listening socket on host:bind_port (SO_REUSEADDR); fd and the port actually bound.
+Sync open_listener(const std::string& host, std::uint16_t bind_port, int backlog, bool nonblocking, int& fd,
+                   std::uint16_t& bound_port);
+// A TCP socket (TCP_NODELAY) for connecting to host:remote_port, and that address.
+Sync open_stream_for(const std::string& host, std::uint16_t remote_port, bool nonblocking, int& fd,
+                     sockaddr_storage& ss, socklen_t& len);
+// SO_SNDBUF / SO_RCVBUF where > 0.
+Sync set_socket_buffers(int fd, int send_bytes, int recv_bytes);
+#endif
+
 }  // namespace cpspec::sockets

@@ -140,23 +140,8 @@ class EpollBackend final : public Backend {
     out = 0;
     bound_port = 0;
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
-    sockaddr_storage ss;
-    socklen_t len = 0;
-    if (!sockets::parse_address(host, bind_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "listen: bad host '" + host + "'");
-    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return sockets::sync_errno(errno, "listen: socket");
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, backlog > 0 ? backlog : 128) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return sockets::sync_errno(e, "listen: bind/listen");
-    }
-    sockaddr_storage bound{};
-    socklen_t blen = sizeof bound;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-    bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    int fd = -1;
+    if (Sync r = sockets::open_listener(host, bind_port, backlog, /*nonblocking=*/true, fd, bound_port); !r.ok()) return r;
     std::lock_guard<std::mutex> g(mu_);
     if (stopped_) {
       ::close(fd);
@@ -186,13 +171,10 @@ class EpollBackend final : public Backend {
     out = 0;
     op = 0;
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "connect: no port");
+    int fd = -1;
     sockaddr_storage ss;
     socklen_t len = 0;
-    if (!sockets::parse_address(host, remote_port, ss, len)) return sockets::sync_error(Status::invalid, EINVAL, "connect: bad host '" + host + "'");
-    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return sockets::sync_errno(errno, "connect: socket");
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (Sync r = sockets::open_stream_for(host, remote_port, /*nonblocking=*/true, fd, ss, len); !r.ok()) return r;
     std::lock_guard<std::mutex> g(mu_);
     if (stopped_) {
       ::close(fd);
@@ -238,8 +220,7 @@ class EpollBackend final : public Backend {
 
   Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
     op = 0;
-    if (n > 0xFFFFFFFFu) return sockets::sync_error(Status::invalid, EINVAL, "send: at most 4294967295 bytes per send");
-    if (n > 0 && data == nullptr) return sockets::sync_error(Status::invalid, EINVAL, "send: no data");
+    if (Sync r = sockets::check_send_args(data, n); !r.ok()) return r;
     std::lock_guard<std::mutex> g(mu_);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
@@ -311,18 +292,14 @@ class EpollBackend final : public Backend {
     std::lock_guard<std::mutex> g(mu_);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (send_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &send_bytes, sizeof send_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_SNDBUF)");
-    if (recv_bytes > 0 && ::setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &recv_bytes, sizeof recv_bytes) != 0) return sockets::sync_errno(errno, "setsockopt(SO_RCVBUF)");
-    return sockets::sync_ok();
+    return sockets::set_socket_buffers(s->fd, send_bytes, recv_bytes);
   }
 
   Sync set_faults(SocketId id, const SocketFaults& f) override {
     std::lock_guard<std::mutex> g(mu_);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (f.fail_call != SocketFaults::Call::none && (f.fail_nth == 0 || f.fail_errno <= 0)) {
-      return sockets::sync_error(Status::invalid, EINVAL, "set_faults: fail_nth must be >= 1 and fail_errno > 0");
-    }
+    if (Sync r = sockets::check_faults(f); !r.ok()) return r;
     s->faults.set(f);
     return sockets::sync_ok();
   }
