@@ -27,6 +27,7 @@
 #include "workers.h"
 
 // The other bindings compiled into this addon (native/addon/*.cpp) add their exports from Init below.
+#include "async.h"
 #include "framing_addon.h"
 #include "pool_addon.h"
 
@@ -202,20 +203,12 @@ Napi::Object TraceValue(Napi::Env env, const TraceResult& r) {
 // Jobs, the per-environment hub and the thread pool
 // ---------------------------------------------------------------------------------------------------------
 
-struct Hub;
+using addon::Job;
 
-struct Job {
-  virtual ~Job() = default;
-  virtual void Execute() = 0;                         // on a pool thread
-  virtual Napi::Value Result(Napi::Env env) = 0;      // on the loop thread
-  virtual void Drop() {}                              // the environment is gone: undo what can be undone
-  std::shared_ptr<Hub> hub;
-  napi_deferred deferred = nullptr;
-  std::string error;  // set when Execute failed
-};
+}  // namespace
 
 // One per environment. `alive` (under mu) says whether the thread-safe function may still be called.
-struct Hub {
+struct cpspec::addon::Hub {
   std::mutex mu;
   bool alive = true;
   napi_threadsafe_function tsfn = nullptr;
@@ -247,6 +240,10 @@ struct Hub {
     }
   }
 };
+
+namespace {
+
+using addon::Hub;
 
 class Pool {
  public:
@@ -414,7 +411,9 @@ struct NewPort {
   std::uint64_t id;
 };
 
-Napi::Value StartJob(Napi::Env env, std::unique_ptr<Job> job) {
+}  // namespace
+
+Napi::Value cpspec::addon::StartJob(Napi::Env env, std::unique_ptr<Job> job) {
   AddonData* data = env.GetInstanceData<AddonData>();
   napi_value promise = nullptr;
   if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) Throw(env, "internal", "cannot create a promise");
@@ -430,6 +429,11 @@ Napi::Value StartJob(Napi::Env env, std::unique_ptr<Job> job) {
   }
   return Napi::Value(env, promise);
 }
+
+namespace {
+
+using addon::StartJob;
+
 
 class PortWrap : public Napi::ObjectWrap<PortWrap> {
  public:

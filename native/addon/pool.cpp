@@ -6,7 +6,7 @@
 //   pool.id, pool.bufferSize, pool.capacity
 //   pool.acquire()                          {kind:'buffer', id} | {kind:'exhausted'}; never blocks
 //   pool.acquireSync(waitMs)                the same, blocking the calling thread up to waitMs (0..2^31-1)
-//   pool.acquireWait(waitMs)                Promise of the same; the wait runs on a thread of its own,
+//   pool.acquireWait(waitMs)                Promise of the same; the wait runs on the addon's thread pool,
 //                                           never on the event loop nor the libuv pool
 //   pool.release(id)                        'ok' | 'double-release' | 'foreign' (any number that is not an
 //                                           integer id of this pool is foreign; a non-number throws 'invalid')
@@ -26,10 +26,10 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
 #include "buffer_pool.h"
+#include "async.h"
 #include "pool_addon.h"
 
 namespace cpspec::pool {
@@ -124,89 +124,29 @@ class Registry {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// acquireWait: one thread per wait (bounded by waitMs), results delivered through one thread-safe function
-// per environment. `alive` (under mu) says whether that function may still be called; it turns false in
-// our cleanup hook (registered after the function, so it runs first) or when the function is finalized.
+// acquireWait: a bounded wait on the addon's thread pool (async.h), its result delivered to the loop.
 // ---------------------------------------------------------------------------------------------------------
 
-struct WaitHub {
-  std::mutex mu;
-  bool alive = true;
-  napi_threadsafe_function tsfn = nullptr;
-  std::size_t pending = 0;  // loop thread only: waits not yet delivered (the function is ref'd while > 0)
-};
-
-struct WaitJob {
-  std::shared_ptr<WaitHub> hub;
+struct WaitJob : cpspec::addon::Job {
   std::shared_ptr<BufferPool> pool;
   std::uint32_t wait_ms = 0;
-  napi_deferred deferred = nullptr;
   AcquireStatus status = AcquireStatus::exhausted;
   BufferHandle buffer;
-  std::string error;
 
+  void Execute() override { status = pool->acquire(buffer, wait_ms); }
+  Napi::Value Result(Napi::Env env) override { return AcquireValue(env, status, buffer); }
   // Nobody will see the result: give the buffer back.
-  void Drop() {
+  void Drop() override {
     if (status == AcquireStatus::ok) pool->release(buffer);
   }
 };
-
-void DeliverWait(napi_env env, napi_value /*js_cb*/, void* /*context*/, void* data) {
-  std::unique_ptr<WaitJob> job(static_cast<WaitJob*>(data));
-  if (job == nullptr) return;
-  if (env == nullptr) {  // the function is being torn down with this result still queued
-    job->Drop();
-    return;
-  }
-  WaitHub& hub = *job->hub;
-  if (hub.pending > 0 && --hub.pending == 0) napi_unref_threadsafe_function(env, hub.tsfn);
-  Napi::Env e(env);
-  Napi::HandleScope scope(e);
-  if (!job->error.empty()) {
-    job->Drop();
-    Napi::Error err = Napi::Error::New(e, job->error);
-    err.Value().Set("code", Napi::String::New(e, "internal"));
-    napi_reject_deferred(env, job->deferred, err.Value());
-    return;
-  }
-  napi_resolve_deferred(env, job->deferred, AcquireValue(e, job->status, job->buffer));
-}
-
-void RunWait(WaitJob* job) {
-  try {
-    job->status = job->pool->acquire(job->buffer, job->wait_ms);
-  } catch (const std::exception& ex) {
-    job->error = std::string("acquireWait failed: ") + ex.what();
-  }
-  std::shared_ptr<WaitHub> hub = job->hub;
-  bool sent = false;
-  {
-    std::lock_guard<std::mutex> g(hub->mu);
-    if (hub->alive) sent = napi_call_threadsafe_function(hub->tsfn, job, napi_tsfn_nonblocking) == napi_ok;
-  }
-  if (!sent) {
-    job->Drop();
-    delete job;
-  }
-}
-
-void HubFinalize(napi_env /*env*/, void* data, void* /*hint*/) {
-  auto* holder = static_cast<std::shared_ptr<WaitHub>*>(data);
-  {
-    std::lock_guard<std::mutex> g((*holder)->mu);
-    (*holder)->alive = false;
-  }
-  delete holder;
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The BufferPool class
 // ---------------------------------------------------------------------------------------------------------
 
-// Per environment: the hub and the constructor (openBufferPool makes instances through it). Freed by the
-// cleanup hook.
+// Per environment: the constructor (openBufferPool makes instances through it). Freed by the cleanup hook.
 struct PoolEnvData {
-  std::shared_ptr<WaitHub> hub;
   Napi::FunctionReference ctor;
 };
 
@@ -239,7 +179,6 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
 
   explicit PoolWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolWrap>(info) {
     Napi::Env env = info.Env();
-    env_data_ = static_cast<PoolEnvData*>(info.Data());
     napi_type_tag_object(env, info.This(), &kPoolTag);
     if (info.Length() == 1 && info[0].IsExternal()) {
       const OpenToken* t = info[0].As<Napi::External<OpenToken>>().Data();
@@ -284,34 +223,18 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value AcquireWait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto wait = static_cast<std::uint32_t>(IntArg(env, info[0], "waitMs", 0, kMaxWaitMs));
-    napi_value promise;
-    napi_deferred deferred;
-    if (napi_create_promise(env, &deferred, &promise) != napi_ok) Throw(env, "internal", "cannot create a promise");
     BufferHandle h;
     // A free buffer, or no wait asked for: answer now, without a thread.
     if (pool_->try_take(h) || wait == 0) {
       const AcquireStatus st = h.valid() ? AcquireStatus::ok : pool_->try_acquire(h);  // counts the failure
-      napi_resolve_deferred(env, deferred, AcquireValue(env, st, h));
-      return Napi::Value(env, promise);
+      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+      d.Resolve(AcquireValue(env, st, h));
+      return d.Promise();
     }
     auto job = std::make_unique<WaitJob>();
-    job->hub = env_data_->hub;
     job->pool = pool_;
     job->wait_ms = wait;
-    job->deferred = deferred;
-    WaitHub& hub = *job->hub;
-    if (hub.pending++ == 0) napi_ref_threadsafe_function(env, hub.tsfn);
-    WaitJob* raw_job = job.release();
-    try {
-      std::thread(RunWait, raw_job).detach();
-    } catch (const std::exception& ex) {
-      if (--hub.pending == 0) napi_unref_threadsafe_function(env, hub.tsfn);
-      Napi::Error err = Napi::Error::New(env, std::string("acquireWait: cannot start a thread: ") + ex.what());
-      err.Value().Set("code", Napi::String::New(env, "internal"));
-      napi_reject_deferred(env, deferred, err.Value());
-      delete raw_job;
-    }
-    return Napi::Value(env, promise);
+    return cpspec::addon::StartJob(env, std::move(job));
   }
 
   Napi::Value Release(const Napi::CallbackInfo& info) {
@@ -344,7 +267,6 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
 
  private:
 
-  PoolEnvData* env_data_ = nullptr;
   std::shared_ptr<BufferPool> pool_;
   std::uint64_t id_ = 0;
 };
@@ -369,10 +291,6 @@ Napi::Value PickSizeClass(const Napi::CallbackInfo& info) {
 
 void EnvCleanup(void* arg) {
   auto* data = static_cast<PoolEnvData*>(arg);
-  {
-    std::lock_guard<std::mutex> g(data->hub->mu);
-    data->hub->alive = false;
-  }
   data->ctor.Reset();
   delete data;
 }
@@ -394,21 +312,8 @@ std::shared_ptr<BufferPool> PoolFromValue(Napi::Env env, const Napi::Value& v, c
 
 void InitPool(Napi::Env env, Napi::Object exports) {
   auto* data = new PoolEnvData();
-  data->hub = std::make_shared<WaitHub>();
   Napi::Function ctor = PoolWrap::Define(env, data);
   data->ctor = Napi::Persistent(ctor);
-
-  auto* holder = new std::shared_ptr<WaitHub>(data->hub);
-  napi_value name = Napi::String::New(env, "cpspec-pool-wait");
-  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, holder, HubFinalize, nullptr, DeliverWait,
-                                      &data->hub->tsfn) != napi_ok) {
-    delete holder;
-    data->ctor.Reset();
-    delete data;
-    Throw(env, "internal", "cannot create the pool's thread-safe function");
-  }
-  napi_unref_threadsafe_function(env, data->hub->tsfn);
-  // After the thread-safe function: cleanup hooks run in reverse order, so ours stops deliveries first.
   napi_add_env_cleanup_hook(env, EnvCleanup, data);
 
   exports.Set("BufferPool", ctor);
