@@ -29,6 +29,7 @@
 #include <unordered_map>
 
 #include "buffer_pool.h"
+#include "recv_pool.h"
 #include "async.h"
 #include "pool_addon.h"
 
@@ -100,7 +101,7 @@ class Registry {
     static Registry* r = new Registry();  // never destroyed: threads may outlive static destruction
     return *r;
   }
-  std::uint64_t Add(const std::shared_ptr<BufferPool>& p) {
+  std::uint64_t Add(const std::shared_ptr<RecvPool>& p) {
     std::lock_guard<std::mutex> g(mu_);
     if (pools_.size() >= compact_at_) {
       std::erase_if(pools_, [](const auto& kv) { return kv.second.expired(); });
@@ -110,7 +111,7 @@ class Registry {
     pools_.emplace(id, p);
     return id;
   }
-  std::shared_ptr<BufferPool> Find(std::uint64_t id) {
+  std::shared_ptr<RecvPool> Find(std::uint64_t id) {
     std::lock_guard<std::mutex> g(mu_);
     auto it = pools_.find(id);
     return it == pools_.end() ? nullptr : it->second.lock();
@@ -118,7 +119,7 @@ class Registry {
 
  private:
   std::mutex mu_;
-  std::unordered_map<std::uint64_t, std::weak_ptr<BufferPool>> pools_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<RecvPool>> pools_;
   std::uint64_t next_ = 1;
   std::size_t compact_at_ = 64;
 };
@@ -128,16 +129,16 @@ class Registry {
 // ---------------------------------------------------------------------------------------------------------
 
 struct WaitJob : cpspec::addon::Job {
-  std::shared_ptr<BufferPool> pool;
+  std::shared_ptr<RecvPool> pool;
   std::uint32_t wait_ms = 0;
   AcquireStatus status = AcquireStatus::exhausted;
   BufferHandle buffer;
 
-  void Execute() override { status = pool->acquire(buffer, wait_ms); }
+  void Execute() override { status = pool->buffers().acquire(buffer, wait_ms); }
   Napi::Value Result(Napi::Env env) override { return AcquireValue(env, status, buffer); }
   // Nobody will see the result: give the buffer back.
   void Drop() override {
-    if (status == AcquireStatus::ok) pool->release(buffer);
+    if (status == AcquireStatus::ok) pool->release(buffer.index);
   }
 };
 
@@ -155,7 +156,7 @@ constexpr napi_type_tag kPoolTag = {0x6370737065635f70ull, 0x6f6f6c5f77726170ull
 
 // openBufferPool passes this (as an External) to the constructor.
 struct OpenToken {
-  std::shared_ptr<BufferPool> pool;
+  std::shared_ptr<RecvPool> pool;
   std::uint64_t id = 0;
 };
 
@@ -189,7 +190,7 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
     const auto size = static_cast<std::size_t>(IntArg(env, info[0], "bufferSize", 1, static_cast<double>(kMaxBufferSize)));
     const auto count = static_cast<std::uint32_t>(IntArg(env, info[1], "count", 1, kMaxBuffers));
     try {
-      pool_ = std::make_shared<BufferPool>(size, count);
+      pool_ = std::make_shared<RecvPool>(std::make_shared<BufferPool>(size, count));
     } catch (const std::invalid_argument& e) {
       Throw(env, "invalid", e.what());
     } catch (const std::bad_alloc&) {
@@ -206,27 +207,36 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   }
   Napi::Value Capacity(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pool_->capacity()); }
 
+  // A pool that serves pool-backed receives hands out buffers only through them (recv_pool.h).
+  void CheckUnbound(Napi::Env env) {
+    if (pool_->bound())
+      Throw(env, "invalid", "buffer pool " + std::to_string(id_) + " serves pool-backed receives: its buffers come only through them");
+  }
+
   Napi::Value Acquire(const Napi::CallbackInfo& info) {
+    CheckUnbound(info.Env());
     BufferHandle h;
-    const AcquireStatus st = pool_->try_acquire(h);
+    const AcquireStatus st = pool_->buffers().try_acquire(h);
     return AcquireValue(info.Env(), st, h);
   }
 
   Napi::Value AcquireSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto wait = static_cast<std::uint32_t>(IntArg(env, info[0], "waitMs", 0, kMaxWaitMs));
+    CheckUnbound(env);
     BufferHandle h;
-    const AcquireStatus st = pool_->acquire(h, wait);
+    const AcquireStatus st = pool_->buffers().acquire(h, wait);
     return AcquireValue(env, st, h);
   }
 
   Napi::Value AcquireWait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto wait = static_cast<std::uint32_t>(IntArg(env, info[0], "waitMs", 0, kMaxWaitMs));
+    CheckUnbound(env);
     BufferHandle h;
     // A free buffer, or no wait asked for: answer now, without a thread.
-    if (pool_->try_take(h) || wait == 0) {
-      const AcquireStatus st = h.valid() ? AcquireStatus::ok : pool_->try_acquire(h);  // counts the failure
+    if (pool_->buffers().try_take(h) || wait == 0) {
+      const AcquireStatus st = h.valid() ? AcquireStatus::ok : pool_->buffers().try_acquire(h);  // counts the failure
       Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
       d.Resolve(AcquireValue(env, st, h));
       return d.Promise();
@@ -260,14 +270,14 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
     return o;
   }
 
-  Napi::Value Audit(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pool_->audit()); }
+  Napi::Value Audit(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), pool_->buffers().audit()); }
 
  public:
-  const std::shared_ptr<BufferPool>& pool() const { return pool_; }
+  const std::shared_ptr<RecvPool>& pool() const { return pool_; }
 
  private:
 
-  std::shared_ptr<BufferPool> pool_;
+  std::shared_ptr<RecvPool> pool_;
   std::uint64_t id_ = 0;
 };
 
@@ -297,10 +307,10 @@ void EnvCleanup(void* arg) {
 
 }  // namespace
 
-std::shared_ptr<BufferPool> PoolFromValue(Napi::Env env, const Napi::Value& v, const std::string& what) {
+std::shared_ptr<RecvPool> PoolFromValue(Napi::Env env, const Napi::Value& v, const std::string& what) {
   if (v.IsNumber()) {
     const auto id = static_cast<std::uint64_t>(IntArg(env, v, what.c_str(), 1, 9007199254740991.0));
-    std::shared_ptr<BufferPool> p = Registry::Get().Find(id);
+    std::shared_ptr<RecvPool> p = Registry::Get().Find(id);
     if (!p) Throw(env, "invalid", what + ": no live buffer pool with id " + std::to_string(id));
     return p;
   }

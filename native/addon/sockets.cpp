@@ -6,13 +6,17 @@
 //   backend.listen(port, key, host?, bindPort?, backlog?)         {socket, address: {host, port}}
 //   backend.accept(listener, token, newKey)                       op
 //   backend.connect(port, key, token, host, remotePort)           {socket, op}  (refused: a completion)
-//   backend.recv(socket, length, token)                           op            (length 0 = probe)
+//   backend.recv(socket, length, token, pool?)                    op            (length 0 = probe; pool: a
+//                                                                 BufferPool or its id: pool-backed receive,
+//                                                                 the packet then has `buffer`)
 //   backend.send(socket, Buffer|Uint8Array, token, partial?)      op
 //   backend.shutdown(socket, 'send'|'recv'|'both')
 //   backend.close(socket, abortive?)
 //   backend.cancel(socket, op?)                                   'ok' | 'not-found'
 //   backend.setBuffers(socket, send?, recv?)                      (<= 0 / undefined: unchanged)
 //   backend.setFaults(socket, {maxBytesPerCall?, failNth?: {call: 'send'|'recv', n, errno}})
+//   backend.setSessionLimit(listener, max, message?)              (max 0 = none; message: Uint8Array)
+//   backend.sessionStats(listener)                                {max, active, refused}
 //   backend.shutdownAll()                                         every pending op completes aborted
 //
 // `port` is a Port object (createPort/openPort) or a port id. Keys and tokens: integers 0..2^53-1.
@@ -23,6 +27,7 @@
 // Each environment shuts down the back-ends it created at teardown (pending ops complete with aborted,
 // the epoll threads are joined); a back-end whose JS object is collected is shut down as well.
 #include "sockets.h"
+#include "pool_addon.h"
 
 #include <cmath>
 #include <cstdint>
@@ -177,8 +182,40 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   const auto length = static_cast<std::uint32_t>(Int(env, info[1], "length", 0, 2147483647.0));
   const std::uint64_t token = U53(env, info[2], "token");
   OpId op = 0;
-  Check(env, H(info).b->recv(s, length, token, op), "recv");
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    std::shared_ptr<cpspec::RecvPool> pool = cpspec::pool::PoolFromValue(env, info[3], "pool");
+    Check(env, H(info).b->recv_pooled(s, length, pool, token, op), "recv");
+  } else {
+    Check(env, H(info).b->recv(s, length, token, op), "recv");
+  }
   return Napi::Number::New(env, static_cast<double>(op));
+}
+
+Napi::Value SetSessionLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const SocketId s = Sock(env, info[0]);
+  const auto max = static_cast<std::uint32_t>(Int(env, info[1], "max", 0, 4294967295.0));
+  std::vector<std::uint8_t> message;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      Fail(env, "invalid", "message must be a Buffer or Uint8Array, got " + Show(info[2]), 0, true);
+    Napi::Uint8Array m = info[2].As<Napi::Uint8Array>();
+    message.assign(m.Data(), m.Data() + m.ByteLength());
+  }
+  Check(env, H(info).b->set_session_limit(s, max, message), "setSessionLimit");
+  return env.Undefined();
+}
+
+Napi::Value SessionStatsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const SocketId s = Sock(env, info[0]);
+  cpspec::SessionStats st;
+  Check(env, H(info).b->session_stats(s, st), "sessionStats");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("max", Napi::Number::New(env, st.max));
+  o.Set("active", Napi::Number::New(env, st.active));
+  o.Set("refused", Napi::Number::New(env, static_cast<double>(st.refused)));
+  return o;
 }
 
 Napi::Value Send(const Napi::CallbackInfo& info) {
@@ -295,6 +332,8 @@ Napi::Value CreateSocketBackend(const Napi::CallbackInfo& info) {
   method("cancel", Cancel);
   method("setBuffers", SetBuffers);
   method("setFaults", SetFaults);
+  method("setSessionLimit", SetSessionLimit);
+  method("sessionStats", SessionStatsOf);
   method("shutdownAll", ShutdownAll);
   return o;
 }
@@ -305,6 +344,7 @@ void AttachSocketFields(Napi::Env env, Napi::Object& packet, const cpspec::Packe
   if (p.op == 0 && p.socket == 0) return;
   if (p.op != 0) packet.Set("op", Napi::Number::New(env, static_cast<double>(p.op)));
   if (p.socket != 0) packet.Set("socket", Napi::Number::New(env, static_cast<double>(p.socket)));
+  if (p.buffer != cpspec::kNoPoolBuffer) packet.Set("buffer", Napi::Number::New(env, p.buffer));
   std::vector<std::uint8_t> data;
   if (p.op != 0 && cpspec::sockets::take_op_data(p.op, data)) {
     packet.Set("data", Napi::Buffer<std::uint8_t>::Copy(env, data.data(), data.size()));

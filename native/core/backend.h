@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "port.h"
+#include "recv_pool.h"
 
 namespace cpspec {
 
@@ -28,6 +29,12 @@ struct Sync {
   std::int32_t native_error = 0;
   std::string message;  // empty when ok
   bool ok() const noexcept { return status == Status::ok; }
+};
+
+struct SessionStats {
+  std::uint32_t max = 0;       // 0 = no limit
+  std::uint32_t active = 0;    // accepted sockets of this listener not yet closed by the application
+  std::uint64_t refused = 0;   // connections refused because the limit was reached
 };
 
 struct SocketFaults {
@@ -50,6 +57,14 @@ class Backend {
   // length 0 = readiness probe: completes with 0 bytes and consumes nothing (ok when data is readable,
   // eof when the peer closed and nothing is left, reset on RST).
   virtual Sync recv(SocketId s, std::uint32_t length, std::uint64_t token, OpId& op) = 0;
+  // Pool-backed receive (CP-POOL-005; the contract is at the top of recv_pool.h). At most `length` bytes
+  // (1.., capped by the pool's buffer size) land in a buffer taken from `pool` at the moment the receive
+  // is attempted; the completion carries Packet::buffer = that buffer's id (held by the application until
+  // it releases it through the pool) and take_data(op) returns a copy of the bytes. No free buffer at that
+  // moment: status pool_exhausted, native error ENOBUFS (WSAENOBUFS), bytes 0, Packet::buffer = none, and
+  // nothing was read from the socket. The first pooled receive binds the pool (RecvPool::bind).
+  virtual Sync recv_pooled(SocketId s, std::uint32_t length, const std::shared_ptr<RecvPool>& pool,
+                           std::uint64_t token, OpId& op) = 0;
   // partial = false: completes with every byte or an error (the back-end resubmits the rest itself);
   // partial = true: a short write completes with the bytes sent so far.
   virtual Sync send(SocketId s, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial,
@@ -61,6 +76,14 @@ class Backend {
   virtual Sync cancel(SocketId s, OpId op, bool& found) = 0;
   virtual Sync set_buffers(SocketId s, int send_bytes, int recv_bytes) = 0;  // <= 0: leave as is
   virtual Sync set_faults(SocketId s, const SocketFaults& f) = 0;
+  // Session limit on a listener (CP-POOL-007): at most `max` sockets accepted from it are open at once
+  // (max 0 = no limit). A connection that arrives while `max` are open is accepted by the back-end and
+  // refused: `full_message` (may be empty) is written to it, its sending side is shut down (the peer reads
+  // the message, then end of stream) and it is closed; no accept completes for it, the pending accept
+  // stays pending, and `refused` counts it. A session ends when the application closes the accepted
+  // socket (close(), either kind); a peer's disconnect alone does not end it.
+  virtual Sync set_session_limit(SocketId listener, std::uint32_t max, const std::vector<std::uint8_t>& full_message) = 0;
+  virtual Sync session_stats(SocketId listener, SessionStats& out) = 0;
   // The data of a completed recv, once; false if there is none (already taken, not a recv, unknown op).
   virtual bool take_data(OpId op, std::vector<std::uint8_t>& out) = 0;
   // Closes every socket (pending operations complete with aborted) and stops the back-end's threads.
@@ -70,5 +93,8 @@ class Backend {
 // Factories. A back-end that cannot run here returns nullptr and says why (e.g. "io_uring_setup: EPERM").
 std::unique_ptr<Backend> make_epoll_backend(std::string& why);
 std::unique_ptr<Backend> make_uring_backend(std::string& why);
+// io_uring only (tests): how many reaps found completions parked in the kernel's overflow list; 0 for
+// any other back-end.
+std::uint64_t uring_cq_overflows(const Backend& b) noexcept;
 
 }  // namespace cpspec

@@ -31,7 +31,10 @@ struct Packet {
   // Socket completions (backend.h): the operation id, and for an accept the new socket; 0 otherwise.
   std::uint64_t op = 0;
   std::uint64_t socket = 0;
+  // A pool-backed receive: the id of the pool buffer holding the data (kNoPoolBuffer = none).
+  std::uint32_t buffer = 0xFFFFFFFFu;
 };
+inline constexpr std::uint32_t kNoPoolBuffer = 0xFFFFFFFFu;
 
 enum class DequeueKind : std::uint8_t { packet, timeout, closed };
 

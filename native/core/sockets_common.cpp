@@ -179,4 +179,27 @@ Sync set_socket_buffers(int fd, int send_bytes, int recv_bytes) {
 }
 #endif
 
+Sync check_session_limit(const std::vector<std::uint8_t>& message) {
+  if (message.size() > kMaxSessionMessage)
+    return sync_error(Status::invalid, 0, "the server-full message is longer than " + std::to_string(kMaxSessionMessage) + " bytes");
+  return sync_ok();
+}
+
+#if !defined(_WIN32)
+void refuse_connection(int fd, const std::vector<std::uint8_t>& message) noexcept {
+  std::size_t off = 0;
+  while (off < message.size()) {
+    const ssize_t n = ::send(fd, message.data() + off, message.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // a fresh socket's send buffer holds far more than kMaxSessionMessage: this is a dead peer
+  }
+  ::shutdown(fd, SHUT_WR);
+  ::close(fd);
+}
+#endif
+
 }  // namespace cpspec::sockets

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,9 @@ struct Op {
   std::vector<std::uint8_t> data;
   std::size_t sent = 0;
   bool partial = false;
+  // recv: the pool of a pool-backed receive (recv_pool.h), else null.
+  std::shared_ptr<RecvPool> pool;
+  bool issued = false;  // a pool-backed receive was attempted once (its "issue": recv_pool.h)
 
   bool complete_once() noexcept {
     if (state != OpState::pending) return false;
@@ -115,6 +119,27 @@ struct FaultState {
 // "127.0.0.1" / "::1" / "" or "localhost" (= 127.0.0.1) -> a socket address with the port; false for
 // anything else (no name resolution). POSIX socket back-ends only (epoll, uring).
 bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len);
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
+// Session limits on listeners (Backend::set_session_limit, CP-POOL-007), kept by the back-end under its
+// lock: on the listener the gate, on each socket accepted from a limited listener the listener's id.
+// ---------------------------------------------------------------------------------------------------------
+struct SessionGate {
+  std::uint32_t max = 0;  // 0 = no limit
+  std::uint32_t active = 0;
+  std::uint64_t refused = 0;
+  std::vector<std::uint8_t> message;
+  bool full() const noexcept { return max != 0 && active >= max; }
+  SessionStats stats() const noexcept { return SessionStats{max, active, refused}; }
+};
+inline constexpr std::uint32_t kMaxSessionMessage = 4096;
+Sync check_session_limit(const std::vector<std::uint8_t>& message);
+
+#if !defined(_WIN32)
+// Refuses an accepted connection the documented way: writes `message` (best effort, without blocking),
+// shuts the sending side down (the peer reads the message, then end of stream) and closes fd.
+void refuse_connection(int fd, const std::vector<std::uint8_t>& message) noexcept;
 #endif
 
 // Sync helpers.

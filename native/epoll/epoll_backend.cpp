@@ -92,6 +92,8 @@ struct Sock {
   std::deque<std::unique_ptr<Op>> rq;  // recv, probe, accept
   std::deque<std::unique_ptr<Op>> sq;  // send
   FaultState faults;
+  sockets::SessionGate sessions;   // listener: its session limit
+  SocketId session_of = 0;         // accepted from a limited listener: that listener
 };
 
 class EpollBackend final : public Backend {
@@ -218,6 +220,45 @@ class EpollBackend final : public Backend {
     return sockets::sync_ok();
   }
 
+  Sync recv_pooled(SocketId id, std::uint32_t length, const std::shared_ptr<RecvPool>& pool, std::uint64_t token,
+                   OpId& op) override {
+    op = 0;
+    if (!pool) return sockets::sync_error(Status::invalid, EINVAL, "recv: no pool");
+    if (length == 0) return sockets::sync_error(Status::invalid, EINVAL, "recv: a pool-backed receive needs a length > 0");
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
+    if (!pool->bind(this)) return sockets::sync_error(Status::invalid, EINVAL, "recv: the pool serves receives of another back-end");
+    auto o = new_op(OpKind::recv, token);
+    o->length = length;
+    o->pool = pool;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync set_session_limit(SocketId id, std::uint32_t max, const std::vector<std::uint8_t>& message) override {
+    if (Sync r = sockets::check_session_limit(message); !r.ok()) return r;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session limit: socket " + std::to_string(id) + " is not a listener");
+    s->sessions.max = max;
+    s->sessions.message = message;
+    return sockets::sync_ok();
+  }
+
+  Sync session_stats(SocketId id, SessionStats& out) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session stats: socket " + std::to_string(id) + " is not a listener");
+    out = s->sessions.stats();
+    return sockets::sync_ok();
+  }
+
   Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
     op = 0;
     if (Sync r = sockets::check_send_args(data, n); !r.ok()) return r;
@@ -254,6 +295,7 @@ class EpollBackend final : public Backend {
       ::setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
     abort_all(*s, ECANCELED);
+    end_session(*s);
     drop_socket(*s);
     return sockets::sync_ok();
   }
@@ -367,6 +409,13 @@ class EpollBackend final : public Backend {
     return sockets::sync_ok();
   }
 
+  // Under mu_: the application closed s; if it was a session of a limited listener, capacity returns.
+  void end_session(Sock& s) {
+    if (s.session_of == 0) return;
+    if (Sock* l = find(s.session_of); l != nullptr && l->sessions.active > 0) --l->sessions.active;
+    s.session_of = 0;
+  }
+
   // Under mu_: deregisters, closes the fd and forgets the socket (its queues must be empty).
   void drop_socket(Sock& s) {
     ::epoll_ctl(ep_, EPOLL_CTL_DEL, s.fd, nullptr);
@@ -377,9 +426,10 @@ class EpollBackend final : public Backend {
   // Under mu_: posts the completion of o (removed from its queue by the caller). The op's state machine
   // guarantees one packet at most.
   void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
-                std::vector<std::uint8_t>* data = nullptr) {
+                std::vector<std::uint8_t>* data = nullptr, std::uint32_t buffer = kNoPoolBuffer) {
     if (!o || !o->complete_once()) return;
     Packet p;
+    p.buffer = buffer;
     p.key = s.key;
     p.bytes = bytes;
     p.token = o->token;
@@ -462,6 +512,11 @@ class EpollBackend final : public Backend {
         complete(s, std::move(o), sockets::status_from_errno(e), e, 0);
         continue;
       }
+      if (s.sessions.full()) {  // the documented refusal (backend.h); the accept stays pending
+        ++s.sessions.refused;
+        sockets::refuse_connection(fd, s.sessions.message);
+        continue;
+      }
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       std::unique_ptr<Op> o = std::move(s.rq.front());
@@ -472,6 +527,10 @@ class EpollBackend final : public Backend {
         ::close(fd);
         complete(s, std::move(o), r.status, r.native_error, 0);
         continue;
+      }
+      if (s.sessions.max != 0) {
+        ++s.sessions.active;
+        socks_.at(nid)->session_of = s.id;
       }
       complete(s, std::move(o), Status::ok, 0, 0, nid);
     }
@@ -484,6 +543,14 @@ class EpollBackend final : public Backend {
       int err = 0;
       std::uint32_t bytes = 0;
       std::vector<std::uint8_t> buf;
+      if (o.pool && s.error == 0 && !s.eof) {
+        // A pool-backed receive: its first attempt is its issue (as on io_uring, where a queued receive is
+        // issued when it reaches the head of the queue); later ones follow readiness.
+        const bool first = !o.issued;
+        o.issued = true;
+        if (!process_pooled(s, first)) return;
+        continue;
+      }
       if (s.error != 0) {
         err = s.error;
         st = sockets::status_from_errno(err);
@@ -537,6 +604,68 @@ class EpollBackend final : public Backend {
       s.rq.pop_front();
       complete(s, std::move(op), st, err, bytes, 0, &buf);
     }
+  }
+
+  // Under mu_: one attempt of the pool-backed receive at the head of s.rq (recv_pool.h). Returns false
+  // when it must wait for readiness, true when it completed.
+  bool process_pooled(Sock& s, bool at_submission) {
+    Op& o = *s.rq.front();
+    char c;
+    const ssize_t peek = ::recv(s.fd, &c, 1, MSG_PEEK);
+    if (peek < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      // Nothing to read. io_uring picks its buffer at issue all the same: an empty pool fails there.
+      if (!at_submission || o.pool->stats().available > 0) return false;
+      o.pool->note_exhausted();
+      std::unique_ptr<Op> op = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(op), Status::pool_exhausted, ENOBUFS, 0);
+      return true;
+    }
+    // Data, end of stream or an error is there: this attempt needs a buffer.
+    pool::BufferHandle h;
+    if (!o.pool->try_acquire(h)) {
+      std::unique_ptr<Op> op = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(op), Status::pool_exhausted, ENOBUFS, 0);
+      return true;
+    }
+    Status st = Status::ok;
+    int err = 0;
+    const int injected = s.faults.on_call(false);
+    ssize_t n;
+    if (injected != 0) {
+      n = -1;
+      err = injected;
+    } else {
+      const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, o.pool->buffer_size()));
+      do {
+        n = ::recv(s.fd, h.data, want, 0);
+      } while (n < 0 && errno == EINTR);
+      err = n < 0 ? errno : 0;
+    }
+    std::vector<std::uint8_t> copy;
+    std::uint32_t buffer = kNoPoolBuffer;
+    if (n > 0) {
+      const auto* b = reinterpret_cast<const std::uint8_t*>(h.data);
+      copy.assign(b, b + n);
+      buffer = h.index;
+    } else {
+      o.pool->release(h.index);  // nothing landed in it
+      if (n == 0) {
+        s.eof = true;
+        st = Status::eof;
+      } else if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+        --s.faults.recv_calls;  // cannot happen after a successful peek under the lock; wait anyway
+        return false;
+      } else {
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+      }
+    }
+    std::unique_ptr<Op> op = std::move(s.rq.front());
+    s.rq.pop_front();
+    complete(s, std::move(op), st, err, n > 0 ? static_cast<std::uint32_t>(n) : 0, 0, &copy, buffer);
+    return true;
   }
 
   void process_sends(Sock& s) {

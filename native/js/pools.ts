@@ -65,6 +65,11 @@ export class NativePools implements PoolTarget {
     }
   }
 
+  /** The addon's pool object behind a PoolId (for pool-backed receives); throws not-found like the others. */
+  addonPool(pool: PoolId): AddonBufferPool {
+    return this.get(pool);
+  }
+
   async poolStats(pool: PoolId): Promise<PoolStats> {
     return this.get(pool).stats();
   }

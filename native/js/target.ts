@@ -30,6 +30,7 @@ import {
   type PostOptions,
   type RunWorkersOptions,
   type SendOptions,
+  type SessionStats,
   type SocketAddress,
   type SocketApi,
   type SocketFaults,
@@ -78,6 +79,7 @@ const SOCKET_CAPS = [
   CAPABILITIES.zeroLengthProbe,
   CAPABILITIES.partialSendMode,
   CAPABILITIES.faultInjection,
+  CAPABILITIES.sessionPool,
 ];
 
 /** Codes an addon socket call may throw besides the TargetError codes: the portable status names. */
@@ -102,13 +104,15 @@ export interface AddonSocketBackend {
   listen(port: AddonPort, key: number, host?: string, bindPort?: number, backlog?: number): { socket: number; address: SocketAddress };
   accept(listener: number, token: number, newKey: number): number;
   connect(port: AddonPort, key: number, token: number, host: string, remotePort: number): { socket: number; op: number };
-  recv(socket: number, length: number, token: number): number;
+  recv(socket: number, length: number, token: number, pool?: unknown): number;
   send(socket: number, data: Uint8Array, token: number, partial?: boolean): number;
   shutdown(socket: number, how: 'send' | 'recv' | 'both'): void;
   close(socket: number, abortive?: boolean): void;
   cancel(socket: number, op?: number): 'ok' | 'not-found';
   setBuffers(socket: number, send?: number, recv?: number): void;
   setFaults(socket: number, faults: SocketFaults): void;
+  setSessionLimit(listener: number, max: number, message?: Uint8Array): void;
+  sessionStats(listener: number): SessionStats;
   shutdownAll(): void;
 }
 
@@ -154,8 +158,10 @@ class NativeSockets implements SocketApi {
 
   async recv(socket: SocketId, opts: { length: number; token: number; pool?: number }): Promise<OpId> {
     const o = options(opts, 'options');
-    if (o.pool !== undefined) throw new TargetError('unsupported', 'pool-backed receives are not supported by the epoll back-end yet');
-    return this.call((b) => b.recv(socket, o.length as number, o.token as number));
+    if (o.pool === undefined) return this.call((b) => b.recv(socket, o.length as number, o.token as number));
+    const pool = this.owner.pools?.addonPool(o.pool as number);
+    if (pool === undefined) throw new TargetError('unsupported', 'this native target has no buffer pools');
+    return this.call((b) => b.recv(socket, o.length as number, o.token as number, pool));
   }
 
   async send(socket: SocketId, data: Uint8Array, opts: SendOptions): Promise<OpId> {
@@ -185,6 +191,16 @@ class NativeSockets implements SocketApi {
   async setFaults(socket: SocketId, faults: SocketFaults): Promise<void> {
     const o = options(faults, 'faults');
     this.call((b) => b.setFaults(socket, o as SocketFaults));
+  }
+
+  async limitSessions(listener: SocketId, opts: { max: number; fullMessage?: Uint8Array }): Promise<void> {
+    const o = options(opts, 'options');
+    if (o.fullMessage !== undefined && !(o.fullMessage instanceof Uint8Array)) throw new TargetError('invalid', `fullMessage must be a Uint8Array, got ${String(o.fullMessage)}`);
+    this.call((b) => b.setSessionLimit(listener, o.max as number, o.fullMessage as Uint8Array | undefined));
+  }
+
+  async sessionStats(listener: SocketId): Promise<SessionStats> {
+    return this.call((b) => b.sessionStats(listener));
   }
 }
 

@@ -448,7 +448,113 @@ void test_shutdown_all() {
 
 using TestList = std::vector<std::pair<const char*, std::function<void()>>>;
 
+// Pool-backed receives (recv_pool.h): the buffer comes from the pool, an empty pool is pool_exhausted
+// with nothing read, the bytes arrive after a release; a bound pool refuses releases twice.
+void test_pooled_recv() {
+  Env e;
+  Conn c = make_conn(e);
+  auto rp = std::make_shared<RecvPool>(std::make_shared<pool::BufferPool>(64, 2));
+  OpId r = 0;
+  CHECK(e.b->recv_pooled(c.server, 0, rp, 1, r).status == Status::invalid);  // a probe needs no pool
+  CHECK(e.b->recv_pooled(c.server, 100, rp, 1, r).ok());
+  CHECK(rp->bound());
+  CHECK(e.idle(30));
+  CHECK_EQ(rp->stats().in_use, 0u);  // a pending receive holds no buffer
+  std::string sent;
+  for (int i = 0; i < 200; ++i) sent += static_cast<char>('a' + i % 26);
+  CHECK(::send(c.peer, sent.data(), sent.size(), 0) == static_cast<ssize_t>(sent.size()));
+  std::string got;
+  std::vector<std::uint32_t> held;
+  Packet p = e.next();
+  CHECK_EQ(p.op, r);
+  CHECK(p.status == Status::ok);
+  CHECK(p.bytes > 0 && p.bytes <= 64);
+  CHECK(p.buffer != kNoPoolBuffer);
+  got += take(e, r);
+  CHECK(std::memcmp(rp->buffers().data(p.buffer), got.data(), got.size()) == 0);
+  held.push_back(p.buffer);
+  CHECK(e.b->recv_pooled(c.server, 100, rp, 2, r).ok());
+  p = e.next();
+  CHECK(p.status == Status::ok);
+  got += take(e, r);
+  held.push_back(p.buffer);
+  CHECK(held[0] != held[1]);
+  CHECK(e.b->recv_pooled(c.server, 100, rp, 3, r).ok());
+  p = e.next();
+  CHECK(p.status == Status::pool_exhausted);
+  CHECK_EQ(p.native_error, ENOBUFS);
+  CHECK_EQ(p.bytes, 0u);
+  CHECK(p.buffer == kNoPoolBuffer);
+  CHECK_EQ(rp->stats().in_use, 2u);
+  CHECK(rp->stats().failed_acquires >= 1);
+  while (got.size() < sent.size()) {
+    CHECK(rp->release(held.front()) == pool::ReleaseStatus::ok);
+    CHECK(rp->release(held.front()) == pool::ReleaseStatus::double_release);
+    held.erase(held.begin());
+    CHECK(e.b->recv_pooled(c.server, 100, rp, 4, r).ok());
+    p = e.next();
+    CHECK(p.status == Status::ok);
+    if (p.status != Status::ok) break;
+    got += take(e, r);
+    held.push_back(p.buffer);
+  }
+  CHECK(got == sent);
+  CHECK(rp->release(1000) == pool::ReleaseStatus::foreign);
+  for (std::uint32_t b : held) CHECK(rp->release(b) == pool::ReleaseStatus::ok);
+  const pool::PoolStats st = rp->stats();
+  CHECK_EQ(st.in_use, 0u);
+  CHECK_EQ(st.available, 2u);
+  CHECK_EQ(st.high_water, 2u);
+  ::close(c.peer);
+  CHECK(e.b->recv_pooled(c.server, 100, rp, 5, r).ok());
+  p = e.next();
+  CHECK(p.status == Status::eof);
+  CHECK(p.buffer == kNoPoolBuffer);
+  CHECK_EQ(rp->stats().in_use, 0u);
+}
+
+// Session limit: the connection over the limit reads the message then end of stream; capacity returns
+// when a session is closed.
+void test_session_limit() {
+  Env e;
+  SocketId l = 0;
+  std::uint16_t port = 0;
+  CHECK(e.b->listen(e.port, 9, "127.0.0.1", 0, 16, l, port).ok());
+  CHECK(e.b->set_session_limit(l, 1, std::vector<std::uint8_t>{'F', 'U', 'L', 'L'}).ok());
+  OpId op = 0;
+  CHECK(e.b->accept(l, 1, 10, op).ok());
+  int a = peer_connect(port);
+  Packet p = e.next();
+  CHECK(p.status == Status::ok);
+  const SocketId sa = p.socket;
+  CHECK(e.b->accept(l, 2, 11, op).ok());
+  int x = peer_connect(port);
+  char buf[16];
+  ssize_t n = ::recv(x, buf, sizeof buf, MSG_WAITALL);
+  CHECK_EQ(n, 4);
+  CHECK(std::string(buf, 4) == "FULL");
+  CHECK_EQ(::recv(x, buf, sizeof buf, 0), 0);  // then end of stream
+  CHECK(e.idle(30));                           // the accept stays pending
+  SessionStats st;
+  CHECK(e.b->session_stats(l, st).ok());
+  CHECK_EQ(st.active, 1u);
+  CHECK_EQ(st.refused, 1u);
+  CHECK(e.b->close(sa, false).ok());
+  int d = peer_connect(port);
+  p = e.next();
+  CHECK_EQ(p.op, op);
+  CHECK(p.status == Status::ok);
+  CHECK(e.b->session_stats(l, st).ok());
+  CHECK_EQ(st.active, 1u);
+  CHECK(e.b->session_stats(p.socket, st).status == Status::invalid);  // not a listener
+  ::close(a);
+  ::close(x);
+  ::close(d);
+}
+
 const TestList kSharedTests = {
+    {"pooled_recv", test_pooled_recv},
+    {"session_limit", test_session_limit},
     {"errno_table", test_errno_table},
     {"accept_connect", test_accept_connect},
     {"connect_refused", test_connect_refused},

@@ -49,6 +49,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -108,6 +109,8 @@ struct Sock {
   std::size_t carry_off = 0;
   std::deque<int> accepted;         // connections a cancelled accept took, for the next accept
   FaultState faults;
+  sockets::SessionGate sessions;   // listener: its session limit
+  SocketId session_of = 0;         // accepted from a limited listener: that listener
   std::uint32_t kernel_cancels = 0;  // requests the kernel cancelled on its own (see on_cqe)
   std::uint64_t req[3] = {0, 0, 0};  // user_data of the side's request in the kernel, 0 = none
   bool abort[3] = {false, false, false};  // the side's in-flight head op is being cancelled
@@ -120,10 +123,61 @@ struct Sock {
 };
 
 enum class ReqKind : std::uint8_t { op, cancel, wake };
+struct BufRing;
 struct Req {
   ReqKind kind = ReqKind::op;
   SocketId sock = 0;
   int side = 0;
+  BufRing* ring = nullptr;  // a pool-backed receive: the buffer ring it selects from
+};
+
+// io_uring buffer rings hold at most 32768 entries and name buffers with 16-bit ids.
+constexpr std::uint32_t kMaxRingBuffers = 32768;
+
+// A pool bound to this back-end's receives (recv_pool.h, sink mode): a provided buffer ring registered
+// under its own group id, holding every free buffer of the pool. The application's releases come back
+// through give_back() from any thread; the kernel takes buffers from the head as receives need them.
+struct BufRing final : RecvPool::Sink {
+  std::shared_ptr<RecvPool> pool;
+  io_uring_buf_ring* br = nullptr;
+  std::size_t mem_size = 0;
+  unsigned entries = 0;
+  std::uint16_t bgid = 0;
+  bool registered = false;
+  std::mutex mu;                     // the ring's tail (user space adds) and `spare`
+  std::vector<std::uint32_t> spare;  // released buffers kept in user space for a receive served from carry
+  bool spare_wanted = false;
+
+  void add_locked(std::uint32_t bid) {
+    io_uring_buf_ring_add(br, pool->buffers().data(bid), static_cast<unsigned>(pool->buffer_size()),
+                          static_cast<unsigned short>(bid), io_uring_buf_ring_mask(entries), 0);
+    io_uring_buf_ring_advance(br, 1);
+  }
+  void give_back(std::uint32_t bid) override {
+    std::lock_guard<std::mutex> g(mu);
+    if (spare_wanted) {
+      spare.push_back(bid);
+      spare_wanted = false;
+    } else {
+      add_locked(bid);
+    }
+  }
+  // A buffer the kernel selected that is not handed to the application (end of stream, error, cancel).
+  void recycle(std::uint32_t bid) {
+    std::lock_guard<std::mutex> g(mu);
+    add_locked(bid);
+  }
+  // A free buffer in user space for a receive served from carry, or none (then the next release is kept).
+  bool take_spare(std::uint32_t& bid) {
+    std::lock_guard<std::mutex> g(mu);
+    if (spare.empty()) {
+      spare_wanted = true;
+      return false;
+    }
+    bid = spare.back();
+    spare.pop_back();
+    return true;
+  }
 };
 
 std::string errno_name(int e) {
@@ -148,10 +202,19 @@ class UringBackend final : public Backend {
   bool start(std::string& why) {
     const char* dis = std::getenv("CPSPEC_DISABLE_URING");
     const bool disabled = dis != nullptr && std::strcmp(dis, "1") == 0;
+    // CPSPEC_URING_SQ_ENTRIES / CPSPEC_URING_CQ_ENTRIES shrink the ring (tests: CP-POOL-008 with a CQ far
+    // smaller than the burst of completions, so the kernel's overflow list is exercised).
+    auto env_entries = [](const char* name, unsigned dflt) {
+      const char* v = std::getenv(name);
+      if (v == nullptr) return dflt;
+      const long n = std::strtol(v, nullptr, 10);
+      return n >= 1 && n <= 32768 ? static_cast<unsigned>(n) : dflt;
+    };
+    const unsigned sq = env_entries("CPSPEC_URING_SQ_ENTRIES", kSqEntries);
     io_uring_params p{};
     p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = kCqEntries;
-    const int rc = disabled ? -EPERM : io_uring_queue_init_params(kSqEntries, &ring_, &p);
+    p.cq_entries = std::max(env_entries("CPSPEC_URING_CQ_ENTRIES", kCqEntries), sq);
+    const int rc = disabled ? -EPERM : io_uring_queue_init_params(sq, &ring_, &p);
     if (rc < 0) {
       why = "io_uring_setup: " + errno_name(-rc) + (disabled ? " (CPSPEC_DISABLE_URING=1)" : "");
       return false;
@@ -200,11 +263,25 @@ class UringBackend final : public Backend {
   ~UringBackend() override {
     sockets::unregister_backend(index_);
     shutdown_all();
+    for (auto& [p, r] : rings_) {
+      r->pool->detach_sink();  // no give_back after this
+      if (r->registered) io_uring_unregister_buf_ring(&ring_, r->bgid);
+      if (r->br != nullptr) ::munmap(r->br, r->mem_size);
+    }
+    rings_.clear();
+    if (ring_ok_ && std::getenv("CPSPEC_URING_CQ_ENTRIES") != nullptr) {
+      std::fprintf(stderr, "cpspec uring: completion queue of %u entries; reaps that found it overflowed: %llu\n",
+                   ring_.cq.ring_entries, static_cast<unsigned long long>(cq_overflows_));
+    }
     if (ring_ok_) io_uring_queue_exit(&ring_);
     if (efd_ >= 0) ::close(efd_);
   }
 
   const char* name() const noexcept override { return "uring"; }
+  std::uint64_t cq_overflows() const noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    return cq_overflows_;
+  }
 
   Sync listen(const std::shared_ptr<Port>& port, std::uint64_t key, const std::string& host, std::uint16_t bind_port,
               int backlog, SocketId& out, std::uint16_t& bound_port) override {
@@ -276,6 +353,45 @@ class UringBackend final : public Backend {
     return sockets::sync_ok();
   }
 
+  Sync recv_pooled(SocketId id, std::uint32_t length, const std::shared_ptr<RecvPool>& pool, std::uint64_t token,
+                   OpId& op) override {
+    op = 0;
+    if (!pool) return sockets::sync_error(Status::invalid, EINVAL, "recv: no pool");
+    if (length == 0) return sockets::sync_error(Status::invalid, EINVAL, "recv: a pool-backed receive needs a length > 0");
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
+    if (Sync r = ring_for(pool); !r.ok()) return r;
+    auto o = new_op(OpKind::recv, token);
+    o->length = length;
+    o->pool = pool;
+    op = o->id;
+    s->rq.push_back(std::move(o));
+    process(*s);
+    return sockets::sync_ok();
+  }
+
+  Sync set_session_limit(SocketId id, std::uint32_t max, const std::vector<std::uint8_t>& message) override {
+    if (Sync r = sockets::check_session_limit(message); !r.ok()) return r;
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session limit: socket " + std::to_string(id) + " is not a listener");
+    s->sessions.max = max;
+    s->sessions.message = message;
+    return sockets::sync_ok();
+  }
+
+  Sync session_stats(SocketId id, SessionStats& out) override {
+    std::lock_guard<std::mutex> g(mu_);
+    Sock* s = find_live(id);
+    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
+    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session stats: socket " + std::to_string(id) + " is not a listener");
+    out = s->sessions.stats();
+    return sockets::sync_ok();
+  }
+
   Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
     op = 0;
     if (Sync r = sockets::check_send_args(data, n); !r.ok()) return r;
@@ -311,6 +427,10 @@ class UringBackend final : public Backend {
       ::setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
     s->closing = true;
+    if (s->session_of != 0) {  // a session ends when the application closes it
+      if (Sock* l = find_any(s->session_of); l != nullptr && l->sessions.active > 0) --l->sessions.active;
+      s->session_of = 0;
+    }
     begin_abort(*s, kAllSides, cancel_fd_);
     wait_quiet(lk, {id}, kAllSides);
     if (Sock* c = find_any(id)) finish_close(*c);
@@ -469,10 +589,48 @@ class UringBackend final : public Backend {
     cv_.notify_all();
   }
 
+  // Under mu_: the buffer ring of pool, registered on first use (binds the pool: recv_pool.h).
+  Sync ring_for(const std::shared_ptr<RecvPool>& pool) {
+    if (rings_.count(pool.get()) != 0) return sockets::sync_ok();
+    if (!pool->bind(this)) return sockets::sync_error(Status::invalid, EINVAL, "recv: the pool serves receives of another back-end");
+    if (pool->capacity() > kMaxRingBuffers)
+      return sockets::sync_error(Status::invalid, EINVAL, "recv: an io_uring buffer ring holds at most 32768 buffers; the pool has " + std::to_string(pool->capacity()));
+    if (pool->buffer_size() > 0xFFFFFFFFu) return sockets::sync_error(Status::invalid, EINVAL, "recv: pool buffers too large for io_uring");
+    if (next_bgid_ == 0xFFFF) return sockets::sync_error(Status::invalid, ENOSPC, "recv: no io_uring buffer group id left");
+    auto r = std::make_unique<BufRing>();
+    r->pool = pool;
+    r->entries = 1;
+    while (r->entries < pool->capacity()) r->entries <<= 1;
+    r->mem_size = r->entries * sizeof(io_uring_buf);
+    void* mem = ::mmap(nullptr, r->mem_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return sockets::sync_errno(errno, "recv: mmap of the buffer ring");
+    r->br = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_ring_init(r->br);
+    r->bgid = next_bgid_++;
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+    reg.ring_entries = r->entries;
+    reg.bgid = r->bgid;
+    const int rc = io_uring_register_buf_ring(&ring_, &reg, 0);
+    if (rc < 0) {
+      ::munmap(mem, r->mem_size);
+      return sockets::sync_error(Status::invalid, -rc, "recv: io_uring_register_buf_ring: " + errno_name(-rc));
+    }
+    r->registered = true;
+    std::vector<std::uint32_t> taken;
+    pool->attach_sink(r.get(), taken);
+    {
+      std::lock_guard<std::mutex> g(r->mu);
+      for (std::uint32_t bid : taken) r->add_locked(bid);
+    }
+    rings_.emplace(pool.get(), std::move(r));
+    return sockets::sync_ok();
+  }
+
   // ---- submission (under mu_) ----------------------------------------------------------------------------
-  std::uint64_t new_req(ReqKind k, SocketId sock, int side) {
+  std::uint64_t new_req(ReqKind k, SocketId sock, int side, BufRing* ring = nullptr) {
     const std::uint64_t u = ++req_seq_;
-    reqs_.emplace(u, Req{k, sock, side});
+    reqs_.emplace(u, Req{k, sock, side, ring});
     return u;
   }
 
@@ -515,14 +673,14 @@ class UringBackend final : public Backend {
     wake_armed_ = true;
   }
 
-  io_uring_sqe* take_sqe(Sock& s, int side) {
+  io_uring_sqe* take_sqe(Sock& s, int side, BufRing* ring = nullptr) {
     if (!ensure_sqe()) {
       retry_.insert(s.id);
       wake_reaper();
       return nullptr;
     }
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    const std::uint64_t u = new_req(ReqKind::op, s.id, side);
+    const std::uint64_t u = new_req(ReqKind::op, s.id, side, ring);
     s.req[side] = u;
     io_uring_sqe_set_data64(sqe, u);
     return sqe;
@@ -568,9 +726,10 @@ class UringBackend final : public Backend {
 
   // ---- completion (under mu_) ----------------------------------------------------------------------------
   void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
-                std::vector<std::uint8_t>* data = nullptr) {
+                std::vector<std::uint8_t>* data = nullptr, std::uint32_t buffer = kNoPoolBuffer) {
     if (!o || !o->complete_once()) return;
     Packet p;
+    p.buffer = buffer;
     p.key = s.key;
     p.bytes = bytes;
     p.token = o->token;
@@ -632,11 +791,20 @@ class UringBackend final : public Backend {
   }
 
   void finish_accept(Sock& s, int fd) {
+    if (s.sessions.full()) {  // the documented refusal (backend.h); the accept stays pending
+      ++s.sessions.refused;
+      sockets::refuse_connection(fd, s.sessions.message);
+      return;
+    }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::unique_ptr<Op> o = std::move(s.rq.front());
     s.rq.pop_front();
     Sock& n = add_socket(fd, SockKind::stream, s.port, o->new_key);
+    if (s.sessions.max != 0) {
+      ++s.sessions.active;
+      n.session_of = s.id;
+    }
     complete(s, std::move(o), Status::ok, 0, 0, n.id);
   }
 
@@ -663,6 +831,33 @@ class UringBackend final : public Backend {
       int err = 0;
       std::uint32_t bytes = 0;
       std::vector<std::uint8_t> buf;
+      if (s.carry_avail() > 0 && o.pool) {  // carry into a pool buffer: only one kept in user space
+        BufRing* ring = rings_.at(o.pool.get()).get();
+        std::uint32_t bid = 0;
+        std::uint32_t buffer = kNoPoolBuffer;
+        if (ring->take_spare(bid)) {
+          const std::size_t n = std::min({static_cast<std::size_t>(o.length), o.pool->buffer_size(), s.carry_avail()});
+          std::memcpy(o.pool->buffers().data(bid), s.carry.data() + s.carry_off, n);
+          buf.assign(s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off),
+                     s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off + n));
+          s.carry_off += n;
+          if (s.carry_avail() == 0) {
+            s.carry.clear();
+            s.carry_off = 0;
+          }
+          bytes = static_cast<std::uint32_t>(n);
+          o.pool->delivered(bid);
+          buffer = bid;
+        } else {
+          o.pool->note_exhausted();
+          st = Status::pool_exhausted;
+          err = ENOBUFS;
+        }
+        std::unique_ptr<Op> op = std::move(s.rq.front());
+        s.rq.pop_front();
+        complete(s, std::move(op), st, err, bytes, 0, &buf, buffer);
+        continue;
+      }
       if (s.carry_avail() > 0) {  // bytes a cancelled recv took: they come first
         if (o.kind == OpKind::recv) {
           const std::size_t n = std::min<std::size_t>(o.length, s.carry_avail());
@@ -693,6 +888,16 @@ class UringBackend final : public Backend {
           return;
         }
         const int injected = s.faults.on_call(false);
+        if (injected == 0 && o.pool) {  // the kernel picks the buffer from the pool's ring (recv_pool.h)
+          BufRing* ring = rings_.at(o.pool.get()).get();
+          const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, o.pool->buffer_size()));
+          io_uring_sqe* sqe = take_sqe(s, kRecvSide, ring);
+          io_uring_prep_recv(sqe, s.fd, nullptr, want, 0);
+          sqe->flags |= IOSQE_BUFFER_SELECT;
+          sqe->buf_group = ring->bgid;
+          submit_now();
+          return;
+        }
         if (injected == 0) {
           o.data.resize(s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)));
           io_uring_sqe* sqe = take_sqe(s, kRecvSide);
@@ -743,7 +948,30 @@ class UringBackend final : public Backend {
   }
 
   // A CQE for a request whose op is being cancelled (or whose socket is closing): keep what it did.
-  void salvage(Sock& s, int side, int res) {
+  void salvage(Sock& s, int side, int res, unsigned flags, BufRing* ring) {
+    if (ring != nullptr && (flags & IORING_CQE_F_BUFFER) != 0) {  // a pooled receive that raced its cancel
+      const auto bid = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      if (res > 0 && !s.closing) {
+        if (s.carry_off > 0 && s.carry_avail() == 0) {
+          s.carry.clear();
+          s.carry_off = 0;
+        }
+        const auto* b = reinterpret_cast<const std::uint8_t*>(ring->pool->buffers().data(bid));
+        s.carry.insert(s.carry.end(), b, b + res);
+      } else if (res == 0) {
+        s.eof = true;
+      }
+      ring->recycle(bid);
+      return;
+    }
+    if (ring != nullptr) {  // nothing selected: it found the ring empty, was cancelled, or failed
+      if (res == -ECANCELED || res == -ENOBUFS) {
+        if (s.faults.recv_calls > 0) --s.faults.recv_calls;
+      } else if (res < 0) {
+        fail_sticky(s, -res);
+      }
+      return;
+    }
     if (side == kRecvSide) {
       if (s.kind == SockKind::listener) {
         if (res >= 0) {
@@ -782,7 +1010,7 @@ class UringBackend final : public Backend {
     // connect: the attempt is abandoned whatever the kernel did
   }
 
-  void on_cqe(std::uint64_t u, int res) {
+  void on_cqe(std::uint64_t u, int res, unsigned flags) {
     auto it = reqs_.find(u);
     if (it == reqs_.end()) return;
     const Req r = it->second;
@@ -813,17 +1041,19 @@ class UringBackend final : public Backend {
     Sock* sp = find_any(r.sock);
     if (sp == nullptr || sp->req[r.side] != u) {  // cannot happen: a socket is forgotten only when quiet
       if (r.side == kRecvSide && res >= 0 && sp != nullptr && sp->kind == SockKind::listener) ::close(res);
+      if (r.ring != nullptr && (flags & IORING_CQE_F_BUFFER) != 0) r.ring->recycle(flags >> IORING_CQE_BUFFER_SHIFT);
       return;
     }
     Sock& s = *sp;
     s.req[r.side] = 0;
     if (s.abort[r.side] || s.closing) {
-      salvage(s, r.side, res);
+      salvage(s, r.side, res, flags, r.ring);
       return;
     }
     if (res == -ECANCELED && r.side != kConnect && ++s.kernel_cancels <= 16) {
       // Cancelled by the kernel, not by us (the exit of the task that submitted it: only possible for a
       // request entered by a caller thread when the SQ was full). It did nothing: submit it again.
+      if (r.ring != nullptr && (flags & IORING_CQE_F_BUFFER) != 0) r.ring->recycle(flags >> IORING_CQE_BUFFER_SHIFT);
       const bool was_recv = r.side == kRecvSide && !s.rq.empty() && s.rq.front()->kind == OpKind::recv;
       if (was_recv && s.kind == SockKind::stream && s.faults.recv_calls > 0) --s.faults.recv_calls;
       if (r.side == kSendSide && s.faults.send_calls > 0) --s.faults.send_calls;
@@ -835,6 +1065,7 @@ class UringBackend final : public Backend {
       case kRecvSide:
         if (s.kind == SockKind::listener) on_accept(s, res);
         else if (!s.rq.empty() && s.rq.front()->kind == OpKind::probe) on_probe(s, res);
+        else if (r.ring != nullptr) on_pooled_recv(s, res, flags, *r.ring);
         else on_recv(s, res);
         break;
       case kSendSide: on_send(s, res); break;
@@ -929,6 +1160,52 @@ class UringBackend final : public Backend {
     complete(s, std::move(op), st, err, bytes, 0, &buf);
   }
 
+  void on_pooled_recv(Sock& s, int res, unsigned flags, BufRing& ring) {
+    if (s.rq.empty()) return;
+    Op& o = *s.rq.front();
+    const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+    const auto bid = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    Status st = Status::ok;
+    int err = 0;
+    std::uint32_t bytes = 0;
+    std::uint32_t buffer = kNoPoolBuffer;
+    std::vector<std::uint8_t> buf;
+    if (res > 0 && has_buffer) {
+      const auto* b = reinterpret_cast<const std::uint8_t*>(o.pool->buffers().data(bid));
+      buf.assign(b, b + res);
+      bytes = static_cast<std::uint32_t>(res);
+      o.pool->delivered(bid);
+      buffer = bid;
+    } else {
+      if (has_buffer) ring.recycle(bid);
+      if (res == 0) {
+        if (s.error != 0) {
+          err = s.error;
+          st = sockets::status_from_errno(err);
+        } else {
+          s.eof = true;
+          st = Status::eof;
+        }
+      } else if (res == -ENOBUFS) {  // the ring was empty when the kernel attempted the receive
+        if (s.faults.recv_calls > 0) --s.faults.recv_calls;
+        o.pool->note_exhausted();
+        st = Status::pool_exhausted;
+        err = ENOBUFS;
+      } else {
+        err = res < 0 ? -res : EIO;
+        if (err == EINTR || err == EAGAIN) {
+          if (s.faults.recv_calls > 0) --s.faults.recv_calls;
+          return;  // process() resubmits
+        }
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
+      }
+    }
+    std::unique_ptr<Op> op = std::move(s.rq.front());
+    s.rq.pop_front();
+    complete(s, std::move(op), st, err, bytes, 0, &buf, buffer);
+  }
+
   void on_send(Sock& s, int res) {
     if (s.sq.empty()) return;
     Op& o = *s.sq.front();
@@ -967,10 +1244,11 @@ class UringBackend final : public Backend {
         std::fprintf(stderr, "cpspec uring: io_uring_wait_cqe: %s; completion thread stops\n", std::strerror(-rc));
         return;
       }
+      if ((IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) ++cq_overflows_;
       unsigned head = 0;
       unsigned n = 0;
       io_uring_for_each_cqe(&ring_, head, cqe) {
-        on_cqe(cqe->user_data, cqe->res);
+        on_cqe(cqe->user_data, cqe->res, cqe->flags);
         ++n;
       }
       io_uring_cq_advance(&ring_, n);
@@ -996,7 +1274,7 @@ class UringBackend final : public Backend {
     }
   }
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::mutex join_mu_;
   std::condition_variable cv_;
   io_uring ring_{};
@@ -1017,9 +1295,17 @@ class UringBackend final : public Backend {
   std::unordered_map<std::uint64_t, Req> reqs_;  // requests in the kernel, by user_data
   std::unordered_set<SocketId> retry_;           // sockets that found the SQ full
   std::unordered_map<OpId, std::vector<std::uint8_t>> data_;
+  std::unordered_map<const RecvPool*, std::unique_ptr<BufRing>> rings_;  // pools bound to receives here
+  std::uint16_t next_bgid_ = 1;
+  std::uint64_t cq_overflows_ = 0;  // reaps that saw IORING_SQ_CQ_OVERFLOW (completions parked by the kernel)
 };
 
 }  // namespace
+
+std::uint64_t uring_cq_overflows(const Backend& b) noexcept {
+  const auto* u = dynamic_cast<const UringBackend*>(&b);
+  return u != nullptr ? u->cq_overflows() : 0;
+}
 
 std::unique_ptr<Backend> make_uring_backend(std::string& why) {
   auto b = std::make_unique<UringBackend>();

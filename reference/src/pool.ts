@@ -98,6 +98,8 @@ export class ModelBufferPool implements BufferPoolApi {
   private inUse = 0;
   private highWater = 0;
   private failed = 0;
+  /** A pool-backed receive used this pool: buffers come only through receives (native/core/recv_pool.h). */
+  bound = false;
   private readonly waiters: Waiter[] = [];
   private serviceQueued = false;
   private destroyed = false;
@@ -231,7 +233,9 @@ export class ModelPools implements PoolTarget {
   }
 
   async acquireBuffer(pool: PoolId, waitMs = 0): Promise<AcquireResult> {
-    return this.get(pool).acquireWait(waitMs);
+    const p = this.get(pool);
+    if (p.bound) throw new TargetError('invalid', `buffer pool ${pool} serves pool-backed receives: its buffers come only through them`);
+    return p.acquireWait(waitMs);
   }
 
   async releaseBuffer(pool: PoolId, id: BufferId): Promise<ReleaseResult> {

@@ -224,7 +224,16 @@ export interface SocketApi {
   accept(listener: SocketId, options: { token: number; newKey: number }): Promise<OpId>;
   /** Creates a socket associated with `port` under `key` and connects it asynchronously (refused → status refused). */
   connect(port: PortId, options: { key: number; token: number; host: string; remotePort: number }): Promise<{ socket: SocketId; op: OpId }>;
-  /** length > 0: a receive of up to length bytes; length 0: a readiness probe that consumes nothing. pool: take the buffer from a pool at completion. */
+  /**
+   * length > 0: a receive of up to length bytes; length 0: a readiness probe that consumes nothing.
+   * pool (needs 'pool'): a pool-backed receive. Its buffer is taken from the pool when the receive is
+   * attempted (at submission, and each time the socket becomes readable), not reserved for it; the packet
+   * carries `buffer` (the application releases it) and `data`. An attempt that finds no free buffer
+   * completes with status 'pool-exhausted', 0 bytes, nothing read: the bytes (and a pending end of stream)
+   * stay for the next receive. The first pool-backed receive binds the pool to receives: acquireBuffer on it
+   * is then 'invalid' (on io_uring its free buffers belong to the kernel's buffer ring). At most
+   * min(length, buffer size) bytes. Full contract: native/core/recv_pool.h.
+   */
   recv(socket: SocketId, options: { length: number; token: number; pool?: PoolId }): Promise<OpId>;
   send(socket: SocketId, data: Uint8Array, options: SendOptions): Promise<OpId>;
   /** Shuts down a direction; queues no packet. */
@@ -236,6 +245,21 @@ export interface SocketApi {
   /** SO_SNDBUF / SO_RCVBUF, in bytes (the kernel may round). */
   setBuffers(socket: SocketId, sizes: { send?: number; recv?: number }): Promise<void>;
   setFaults(socket: SocketId, faults: SocketFaults): Promise<void>;
+  /**
+   * Session limit on a listener (capability 'pool.sessions'): at most `max` accepted sockets open at once
+   * (0 = no limit). A connection arriving at the limit, while an accept is pending, is refused: `fullMessage`
+   * (at most 4096 bytes) is written to it, then its sending side is shut down and it is closed (the peer
+   * reads the message, then end of stream); no accept completes for it and `refused` counts it. A session
+   * ends when the application closes the accepted socket.
+   */
+  limitSessions?(listener: SocketId, options: { max: number; fullMessage?: Uint8Array }): Promise<void>;
+  sessionStats?(listener: SocketId): Promise<SessionStats>;
+}
+
+export interface SessionStats {
+  max: number;
+  active: number;
+  refused: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------

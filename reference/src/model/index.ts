@@ -57,6 +57,7 @@ export const MODEL_CAPABILITIES: readonly string[] = [
   'sockets.partial-send-mode',
   'fault-injection',
   'pool',
+  'pool.sessions',
   'framing',
 ];
 export const DEFAULT_HARDWARE_THREADS = 4;
@@ -147,10 +148,13 @@ class ModelTarget implements Target {
     this.opCostNs = options.opCostNs === undefined ? DEFAULT_OP_COST_NS : checkInt('opCostNs', options.opCostNs, 1, 1_000_000);
     this.maxTraceEvents =
       options.maxTraceEvents === undefined ? DEFAULT_MAX_TRACE_EVENTS : checkInt('maxTraceEvents', options.maxTraceEvents, 1, 2 ** 28);
-    this.sockets = new ModelSockets((id) => {
-      this.live();
-      return this.port(id);
-    });
+    this.sockets = new ModelSockets(
+      (id) => {
+        this.live();
+        return this.port(id);
+      },
+      (id) => this.pools.get(id),
+    );
   }
 
   async info(): Promise<TargetInfo> {

@@ -28,6 +28,14 @@
 // - setBuffers is recorded only (Node exposes no SO_SNDBUF/SO_RCVBUF for TCP); see partial mode above.
 // - setFaults: maxBytesPerCall caps every send and recv "call"; failNth fails the nth send or recv call
 //   (counted from setFaults) with the errno, mapped to a status by statusOfErrno.
+// - Pool-backed receive (recv with `pool`; contract in native/core/recv_pool.h): a buffer is taken from the
+//   pool when the receive is attempted: when it reaches the head of the queue (its "issue"), and whenever
+//   data or the end of the stream is there for it. No free buffer at an attempt: pool-exhausted, ENOBUFS,
+//   0 bytes, nothing consumed (an end of stream not yet reported stays pending too). The first one binds
+//   the pool: acquireBuffer on it is then invalid. The packet carries `buffer` and `data`.
+// - Session limit (limitSessions): at the limit, a connection taken from the backlog while an accept is
+//   pending is refused: the full message is written, then FIN, then the socket is destroyed; the accept
+//   stays pending. A session ends when the application closes the accepted socket.
 // - Flow control: the Node socket reads only while a receive or probe waits and nothing is buffered, so
 //   unread data stays in the kernel (apart from Node's read-ahead of one highWaterMark) and the peer's
 //   writes feel back-pressure.
@@ -36,7 +44,9 @@ import { constants as osConstants } from 'node:os';
 import {
   TargetError,
   type OpId,
+  type PoolId,
   type PortId,
+  type SessionStats,
   type SendOptions,
   type SocketAddress,
   type SocketApi,
@@ -45,6 +55,7 @@ import {
   type Status,
 } from '../target.ts';
 import type { ModelPort } from './port.ts';
+import type { ModelBufferPool } from '../pool.ts';
 import { MAX_KEY, invalid, isIntIn } from './validate.ts';
 
 export const ECONNRESET = 104;
@@ -101,6 +112,7 @@ interface Extras {
   op: number;
   data?: Uint8Array;
   socket?: number;
+  buffer?: number;
 }
 
 class ExtrasQueue {
@@ -156,6 +168,7 @@ function extrasFor(port: ModelPort): ExtrasQueue {
       packet.op = x.op;
       if (x.data !== undefined) packet.data = x.data;
       if (x.socket !== undefined) packet.socket = x.socket;
+      if (x.buffer !== undefined) packet.buffer = x.buffer;
     }
     return packet;
   };
@@ -188,6 +201,9 @@ interface Op {
   inflight: boolean;
   inflightLen: number;
   newKey: number;
+  /** A pool-backed receive: its pool, and whether it was attempted once (its issue). */
+  pool: ModelBufferPool | undefined;
+  issued: boolean;
 }
 
 class Sock {
@@ -218,6 +234,12 @@ class Sock {
   recvCalls = 0;
   sndbuf = 0;
   rcvbuf = 0;
+  /** An end of stream or reset was reported to a receive (later ones need no pool buffer). */
+  endReported = false;
+  /** Listener: its session limit. Accepted socket of a limited listener: that listener. */
+  sessions: SessionStats = { max: 0, active: 0, refused: 0 };
+  sessionFullMessage: Uint8Array = new Uint8Array(0);
+  sessionOf: Sock | undefined;
   constructor(listener: boolean) {
     this.listener = listener;
   }
@@ -242,8 +264,11 @@ export class ModelSockets implements SocketApi {
   /** Connections accepted by Node but not yet by an accept op, and connecting sockets not yet registered. */
   private readonly orphans = new Set<Sock>();
 
-  constructor(getPort: (id: PortId) => ModelPort) {
+  private readonly getPool: (id: PoolId) => ModelBufferPool;
+
+  constructor(getPort: (id: PortId) => ModelPort, getPool: (id: PoolId) => ModelBufferPool) {
     this.getPort = getPort;
+    this.getPool = getPool;
   }
 
   // ------------------------------------------------------------------------------------------- SocketApi
@@ -319,10 +344,16 @@ export class ModelSockets implements SocketApi {
   async recv(socket: SocketId, options: { length: number; token: number; pool?: number }): Promise<OpId> {
     const s = this.stream(socket);
     const o = checkObject('options', options);
-    if (o.pool !== undefined) throw new TargetError('unsupported', 'the model has no pool-backed receives');
     if (!isIntIn(o.length, 0, MAX_RECV)) invalid(`length must be an integer in 0..${MAX_RECV}, got ${String(o.length)}`);
+    let pool: ModelBufferPool | undefined;
+    if (o.pool !== undefined) {
+      if (o.length === 0) invalid('a pool-backed receive needs a length > 0');
+      pool = this.getPool(o.pool as PoolId);
+      pool.bound = true;
+    }
     const op = this.newOp(s, o.length === 0 ? 'probe' : 'recv', checkToken('token', o.token));
     op.length = o.length;
+    op.pool = pool;
     s.recvQ.push(op);
     this.pumpRecv(s);
     return op.id;
@@ -414,6 +445,24 @@ export class ModelSockets implements SocketApi {
     s.recvCalls = 0;
   }
 
+  async limitSessions(listener: SocketId, options: { max: number; fullMessage?: Uint8Array }): Promise<void> {
+    const s = this.sock(listener);
+    if (!s.listener) invalid(`socket ${listener} is not a listening socket`);
+    const o = checkObject('options', options);
+    if (!isIntIn(o.max, 0, 2 ** 32 - 1)) invalid(`max must be an integer in 0..2^32-1, got ${String(o.max)}`);
+    if (o.fullMessage !== undefined && !(o.fullMessage instanceof Uint8Array)) invalid('fullMessage must be a Uint8Array');
+    const msg = (o.fullMessage as Uint8Array | undefined) ?? new Uint8Array(0);
+    if (msg.length > 4096) invalid('the server-full message is longer than 4096 bytes');
+    s.sessions.max = o.max;
+    s.sessionFullMessage = Uint8Array.from(msg);
+  }
+
+  async sessionStats(listener: SocketId): Promise<SessionStats> {
+    const s = this.sock(listener);
+    if (!s.listener) invalid(`socket ${listener} is not a listening socket`);
+    return { ...s.sessions };
+  }
+
   // ------------------------------------------------------------------------------------------- lifecycle
 
   /** Closes every socket. silent: post nothing (the ports are being released too). */
@@ -470,6 +519,8 @@ export class ModelSockets implements SocketApi {
       inflight: false,
       inflightLen: 0,
       newKey: 0,
+      pool: undefined,
+      issued: false,
     };
     this.ops.set(op.id, op);
     return op;
@@ -483,7 +534,7 @@ export class ModelSockets implements SocketApi {
   }
 
   /** Completes an operation: exactly once, by construction. */
-  private complete(op: Op, status: Status, nativeError: number, bytes: number, data?: Uint8Array, newSocket?: number): void {
+  private complete(op: Op, status: Status, nativeError: number, bytes: number, data?: Uint8Array, newSocket?: number, buffer?: number): void {
     if (op.done) return;
     op.done = true;
     this.ops.delete(op.id);
@@ -500,6 +551,7 @@ export class ModelSockets implements SocketApi {
     const extras: Extras = { op: op.id };
     if (op.kind === 'recv' || op.kind === 'probe') extras.data = data ?? new Uint8Array(0);
     if (newSocket !== undefined) extras.socket = newSocket;
+    if (buffer !== undefined) extras.buffer = buffer;
     q.current = extras;
     try {
       port.post(s.key, bytes, op.token, status, nativeError);
@@ -523,6 +575,10 @@ export class ModelSockets implements SocketApi {
 
   private closeSock(s: Sock, abortive: boolean, post: boolean): void {
     this.socks.delete(s.id);
+    if (s.sessionOf !== undefined) {
+      if (s.sessionOf.sessions.active > 0) s.sessionOf.sessions.active--;
+      s.sessionOf = undefined;
+    }
     this.orphans.delete(s);
     const ops = this.pending(s);
     if (!post) s.port = undefined;
@@ -563,6 +619,18 @@ export class ModelSockets implements SocketApi {
       const op = l.acceptQ[0];
       const s = l.backlog.shift()!;
       this.orphans.delete(s);
+      if (l.sessions.max !== 0 && l.sessions.active >= l.sessions.max) {
+        // Refused the documented way; the accept stays pending.
+        l.sessions.refused++;
+        s.dead = 'refused: session limit';
+        const c = s.conn!;
+        c.end(Buffer.from(l.sessionFullMessage), () => c.destroy());
+        continue;
+      }
+      if (l.sessions.max !== 0) {
+        l.sessions.active++;
+        s.sessionOf = l;
+      }
       this.register(s, l.port!, op.newKey);
       this.complete(op, 'ok', 0, 0, undefined, s.id);
       this.pumpRecv(s);
@@ -630,6 +698,10 @@ export class ModelSockets implements SocketApi {
         else break;
         continue;
       }
+      if (op.pool !== undefined) {
+        if (!this.pumpPooled(s, op, op.pool)) break;
+        continue;
+      }
       if (s.buffered > 0 && !s.rdShut) {
         s.recvCalls++;
         const fail = s.faults.failNth;
@@ -640,11 +712,58 @@ export class ModelSockets implements SocketApi {
         const cap = s.faults.maxBytesPerCall ?? Number.MAX_SAFE_INTEGER;
         const data = this.take(s, Math.min(op.length, cap));
         this.complete(op, 'ok', 0, data.length, data);
-      } else if (s.err !== 0) this.complete(op, 'reset', s.err, 0);
-      else if (s.eof || s.rdShut) this.complete(op, 'eof', 0, 0);
-      else break;
+      } else if (s.err !== 0) {
+        s.endReported = true;
+        this.complete(op, 'reset', s.err, 0);
+      } else if (s.eof || s.rdShut) {
+        s.endReported = true;
+        this.complete(op, 'eof', 0, 0);
+      } else break;
     }
     this.updateFlow(s);
+  }
+
+  /** One attempt of the pool-backed receive at the head of s.recvQ; false when it must wait. */
+  private pumpPooled(s: Sock, op: Op, pool: ModelBufferPool): boolean {
+    const first = !op.issued;
+    op.issued = true;
+    const data = s.buffered > 0 && !s.rdShut;
+    const ended = s.err !== 0 || s.eof || s.rdShut;
+    if (!data && ended && s.endReported) {
+      // Already reported: sticky, no buffer needed.
+      if (s.err !== 0) this.complete(op, 'reset', s.err, 0);
+      else this.complete(op, 'eof', 0, 0);
+      return true;
+    }
+    if (!data && !ended) {
+      if (!first || pool.stats().available > 0) return false;
+      pool.acquire(); // counts the failed acquire: the pool is empty
+      this.complete(op, 'pool-exhausted', ENOBUFS, 0);
+      return true;
+    }
+    const got = pool.acquire();
+    if (got.kind === 'exhausted') {
+      this.complete(op, 'pool-exhausted', ENOBUFS, 0);
+      return true;
+    }
+    if (!data) {
+      pool.release(got.id); // nothing lands in it
+      s.endReported = true;
+      if (s.err !== 0) this.complete(op, 'reset', s.err, 0);
+      else this.complete(op, 'eof', 0, 0);
+      return true;
+    }
+    s.recvCalls++;
+    const fail = s.faults.failNth;
+    if (fail !== undefined && fail.call === 'recv' && fail.n === s.recvCalls) {
+      pool.release(got.id);
+      this.complete(op, statusOfErrno(fail.errno), fail.errno, 0);
+      return true;
+    }
+    const cap = s.faults.maxBytesPerCall ?? Number.MAX_SAFE_INTEGER;
+    const bytes = this.take(s, Math.min(op.length, pool.bufferSize, cap));
+    this.complete(op, 'ok', 0, bytes.length, bytes, undefined, got.id);
+    return true;
   }
 
   /** Reads from the kernel only while a receive waits for data. */
