@@ -16,7 +16,6 @@ const should: Level = 'SHOULD';
 const PORT_CAPS = ['port'];
 const WORKER_CAPS = ['port', 'workers'];
 const SOCKET_CAPS = ['port', 'sockets'];
-const POOLS = 'issue #5 (pool exhaustion)';
 
 export const catalogue: Requirement[] = [
   ...area('PORT', [
@@ -363,25 +362,25 @@ export const catalogue: Requirement[] = [
       id: 'CP-POOL-005', level: must, title: 'a receive on an empty pool loses nothing',
       statement: 'A pool-backed receive that finds the pool empty completes with pool-exhausted (never eof, never a teardown), and every byte arrives once buffers return and the receive is re-armed.',
       rationale: 'Treating ENOBUFS as end of stream tore down healthy connections (MDA2AV/ioxide#93, axboe/liburing#1275).',
-      sources: ['LU-man', 'axboe/liburing#1275', 'MDA2AV/ioxide#93'], capabilities: ['port', 'sockets', 'pool'], planned: POOLS,
+      sources: ['LU-man', 'axboe/liburing#1275', 'MDA2AV/ioxide#93'], capabilities: ['port', 'sockets', 'pool'],
     },
     {
       id: 'CP-POOL-006', level: must, title: 'churn returns every buffer',
       statement: 'After 10 000 connections churned with random disconnects, resets and cancels, buffers in use return to 0.',
       rationale: 'Buffers must return on every path, disconnect and cancel included.',
-      sources: ['seeds/004'], capabilities: ['port', 'sockets', 'pool'], planned: POOLS,
+      sources: ['seeds/004'], capabilities: ['port', 'sockets', 'pool'],
     },
     {
       id: 'CP-POOL-007', level: must, title: 'a full session pool refuses gracefully',
-      statement: 'A connection beyond the session limit is refused in the documented way, existing sessions are unaffected, and capacity returns when sessions end.',
+      statement: 'A connection beyond the session limit is refused in the documented way (the server-full message, then end of stream; the pending accept stays pending), existing sessions are unaffected, and capacity returns when sessions end.',
       rationale: 'Servers at capacity must shed load without disturbing players already connected.',
-      sources: ['seeds/004'], capabilities: ['port', 'sockets', 'pool.sessions'], planned: POOLS,
+      sources: ['seeds/004'], capabilities: ['port', 'sockets', 'pool.sessions'],
     },
     {
       id: 'CP-POOL-008', level: must, title: 'completions survive a full completion queue',
       statement: 'When more completions arrive than the completion queue holds, none is dropped.',
       rationale: 'io_uring drops CQEs on overflow without IORING_FEAT_NODROP; a dropped completion wedges a session.',
-      sources: ['LU-man', 'LU-test'], capabilities: SOCKET_CAPS, planned: POOLS,
+      sources: ['LU-man', 'LU-test'], capabilities: SOCKET_CAPS,
     },
     {
       id: 'CP-POOL-009', level: should, title: 'pools report their statistics',

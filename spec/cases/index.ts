@@ -8,6 +8,7 @@ import { frameCases } from './frame.ts';
 import { orderCases } from './order.ts';
 import { partialCases } from './partial.ts';
 import { poolCases } from './pool.ts';
+import { poolSocketCases } from './pool-sockets.ts';
 import { portCases } from './port.ts';
 
-export const cases: SpecCase[] = [...portCases, ...concCases, ...orderCases, ...eofCases, ...partialCases, ...cancelCases, ...acceptCases, ...poolCases, ...frameCases];
+export const cases: SpecCase[] = [...portCases, ...concCases, ...orderCases, ...eofCases, ...partialCases, ...cancelCases, ...acceptCases, ...poolCases, ...poolSocketCases, ...frameCases];
