@@ -43,6 +43,14 @@
 // - Fault injection: max_bytes_per_call caps each send()/recv() call; the nth (1-based, counted from
 //   set_faults) send or recv call fails with fail_errno instead of being made, and the op completes with
 //   the mapped status and that errno (a sticky errno then poisons the socket as a real one would).
+// - Pool-backed receive (recv_pooled; contract in native/core/recv_pool.h, "direct" mode): attempted when
+//   it reaches the head of the receive queue (its issue) and on each readiness after that. An attempt first
+//   peeks: nothing to read -> wait (at issue, an empty pool completes pool_exhausted at once, as io_uring's
+//   buffer selection at issue does); data, FIN or an error -> take a buffer (none: pool_exhausted/ENOBUFS,
+//   nothing read) and recv into it. An end of stream or error already reported needs no buffer.
+// - Session limit (set_session_limit): accept4 happens only while an accept is pending; a connection over
+//   the limit gets the message, SHUT_WR and close (sockets::refuse_connection) and the accept stays
+//   pending. close() of an accepted socket ends its session.
 // - Every accepted op completes exactly once (Op::complete_once under the lock). shutdown_all() completes
 //   everything pending with aborted, closes every socket and joins the thread; so does the destructor.
 #include <arpa/inet.h>

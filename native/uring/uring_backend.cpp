@@ -39,6 +39,17 @@
 // - close(fd) happens only after every in-flight request of the socket completed (buffers stay alive until
 //   then; catalogue C4: closing an fd does not complete pending io_uring requests). If the cancels do not
 //   finish within 2 s (a request running in io-wq), shutdown(SHUT_RDWR) is used to kick it, then we wait on.
+// - Pool-backed receives (recv_pool.h, "sink" mode): each pool bound here gets a provided buffer ring
+//   (IORING_REGISTER_PBUF_RING, its own group id) holding every free buffer of the pool; the receive is an
+//   IORING_OP_RECV with IOSQE_BUFFER_SELECT, so the kernel picks the buffer when it attempts the receive and
+//   fails it with -ENOBUFS (-> pool_exhausted) when the ring is empty. The buffer id comes back in the CQE
+//   flags; released buffers go back to the ring from any thread (BufRing::give_back). A buffer selected by
+//   a receive that ends without data (FIN, error, a cancel that raced) is recycled into the ring; bytes a
+//   cancelled pooled receive took go to the carry buffer like any other. A pooled receive served from carry
+//   needs a buffer in user space: it takes the next buffer the application releases (BufRing::spare), and
+//   completes pool_exhausted until there is one.
+// - Session limits as in epoll (finish_accept refuses; close() ends the session).
+// - CPSPEC_URING_SQ_ENTRIES / CPSPEC_URING_CQ_ENTRIES shrink the ring (tests of CQ overflow).
 // - CPSPEC_DISABLE_URING=1 in the environment makes setup fail exactly as a seccomp denial of
 //   io_uring_setup would: nullptr, why = "io_uring_setup: EPERM (CPSPEC_DISABLE_URING=1)".
 // - Setup also fails (nullptr + why) without IORING_FEAT_NODROP or when an opcode used here is missing
