@@ -1,6 +1,7 @@
 // npm run bench:pool — builds (if needed) and runs the native buffer-pool benchmark, cpspec-bench-pool
-// (native/bench/pool_bench.cpp): cpspec::pool::BufferPool against a mutex+stack pool like the seeds',
-// malloc/free, malloc+memset+free and a per-thread-cache prototype, on 1 and 2 threads, 8 KiB and 64 B.
+// (native/bench/pool_bench.cpp): cpspec::pool::BufferPool (per-thread stealable magazines over a lock-free
+// free list) against a mutex+stack pool like the seeds', malloc/free, malloc+memset+free and an owner-only
+// per-thread-cache prototype, on 1 and 2 threads, 8 KiB and 64 B.
 //
 // usage: node bench/pool.ts [--json] [--reps N] [--quick]
 //   Arguments go to the benchmark binary. The table (or JSON with --json) is printed on stdout; build output

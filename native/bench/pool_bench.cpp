@@ -4,13 +4,16 @@
 // buffer instead). On T threads every thread runs the same loop against one shared instance; ns/op is the
 // wall time of one thread's operation (wall time / operations per thread), Mops/s the total throughput.
 //
-//   cpspec pool         BufferPool: lock-free tagged-index free list (try_acquire / release)
+//   cpspec pool         BufferPool (try_acquire / release): per-thread stealable magazines in front of a
+//                       lock-free tagged-index free list (see native/pool/buffer_pool.h)
 //   mutex+stack pool    the seeds' BufferPool shape (std::mutex + a stack of buffer pointers + an in_use
 //                       flag), minus its bugs: no memset under the lock on release, nothing grown under the
 //                       lock. The strongest honest version of the seed.
-//   sharded pool        a design prototype (bench only): per-thread caches of 32 buffers in front of the
-//                       global free list (refill/flush 16 at a time), with the same per-buffer state byte
-//                       for double-release detection. It is what per-thread caching would buy.
+//   sharded pool        a design prototype (bench only): owner-only per-thread caches of 32 buffers in
+//                       front of a BufferPool (refill/flush 16 at a time), with a per-buffer state byte for
+//                       double-release detection. Not contract-safe (nothing can steal from its caches, so
+//                       buffers idle in one thread's cache are lost to the others): the floor of what
+//                       per-thread caching can cost, for comparison with the pool's stealable magazines.
 //   malloc/free         std::malloc + std::free
 //   malloc+memset+free  what the seeds' benchmark measured as "dynamic allocation"
 //   pool+memset         the seeds' benchmark's pool loop (it clears the buffer each time too)

@@ -6,6 +6,22 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <thread>
+#include <unordered_set>
+
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#elif defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#endif
 
 namespace cpspec::pool {
 
@@ -37,6 +53,140 @@ const char* release_status_name(ReleaseStatus s) noexcept {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Magazines and the thread caches
+// ---------------------------------------------------------------------------------------------------------
+
+namespace detail {
+
+inline constexpr std::uint32_t kMagSize = 32;  // buffers one magazine holds (a power of two)
+inline constexpr std::uint32_t kBatch = 16;    // buffers one refill / flush moves
+static_assert((kMagSize & (kMagSize - 1)) == 0 && kBatch <= kMagSize);
+
+// One thread's cache of one pool: a LIFO of free buffers kept as a ring (the owner pops and pushes at
+// `top`; a flush takes the oldest kBatch from `bot`). Everything is an atomic so that stealers (which read
+// it only while holding `lock` with the owner outside its critical section) and stats() (which reads the
+// counts racily) are data-race free; the owner's accesses are all relaxed, i.e. plain moves.
+//
+// The owner's critical section: busy = 1; (asymmetric) fence; if lock != 0 -> back off. A stealer: lock
+// (xchg); membarrier (forces a full fence on every running thread of the process); wait for busy == 0. So
+// either the stealer sees the owner's busy = 1 and waits, or the owner sees lock = 1 and backs off.
+struct alignas(kCacheLine) Magazine {
+  std::atomic<std::uint32_t> busy{0};  // owner inside its critical section (owner-written)
+  std::atomic<std::uint32_t> lock{0};  // held by a stealer/drainer, an adopter or the exit flush
+  std::atomic<std::uint32_t> top{0};   // ring positions, free-running; count = top - bot
+  std::atomic<std::uint32_t> bot{0};
+  std::atomic<std::uint32_t> idx[kMagSize];
+  std::atomic<Magazine*> next{nullptr};  // the pool's list
+  std::atomic<bool> live{false};         // has an owner thread (else an orphan, waiting for adoption)
+  Magazine() {
+    for (auto& i : idx) i.store(kNoBuffer, std::memory_order_relaxed);
+  }
+  std::uint32_t count() const noexcept {
+    const std::uint32_t n = top.load(std::memory_order_relaxed) - bot.load(std::memory_order_relaxed);
+    return n <= kMagSize ? n : 0;  // a torn racy read (stats only)
+  }
+};
+
+void spin_lock(std::atomic<std::uint32_t>& l) noexcept {
+  for (int spins = 0; l.exchange(1, std::memory_order_seq_cst) != 0; ++spins) {
+    if (spins > 64) std::this_thread::yield();
+  }
+}
+
+void wait_not_busy(const Magazine& m) noexcept {
+  for (int spins = 0; m.busy.load(std::memory_order_seq_cst) != 0; ++spins) {
+    if (spins > 64) std::this_thread::yield();
+  }
+}
+
+// -DCPSPEC_POOL_NO_MEMBARRIER forces the portable fallback (owners pay a real fence) for testing.
+bool membarrier_available() noexcept {
+#if defined(CPSPEC_POOL_NO_MEMBARRIER)
+  return false;
+#elif defined(__linux__) && defined(SYS_membarrier)
+  static const bool ok = [] {
+    const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }();
+  return ok;
+#elif defined(_WIN32)
+  return true;  // FlushProcessWriteBuffers (Vista and later)
+#else
+  return false;
+#endif
+}
+
+// A full memory barrier on every thread of this process that is running (the slow side of the
+// asymmetric Dekker handshakes; ~0.1-1 us here). Only called with asym when membarrier_available().
+void process_barrier(bool asym) noexcept {
+#if defined(__linux__) && defined(SYS_membarrier)
+  if (asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+#elif defined(_WIN32)
+  if (asym) {
+    FlushProcessWriteBuffers();
+    return;
+  }
+#endif
+  // Without it the owners' own seq_cst exchanges on `busy` pair with the drainer's seq_cst exchange on
+  // `lock` and load of `busy`: a plain SC Dekker, nothing to add here.
+  (void)asym;
+}
+
+// The live pools, by uid: a thread that exits flushes its magazines only into pools still alive.
+std::mutex& live_mu() {
+  static auto* mu = new std::mutex;  // never destroyed: threads may exit during static destruction
+  return *mu;
+}
+std::unordered_set<std::uint64_t>& live_pools() {
+  static auto* set = new std::unordered_set<std::uint64_t>;
+  return *set;
+}
+std::atomic<std::uint64_t> g_next_uid{0};
+
+struct CacheEntry {
+  BufferPool* pool = nullptr;
+  std::uint64_t uid = 0;
+  Magazine* mag = nullptr;
+};
+
+// The fast path's cache, direct-mapped by uid (a SizeClassSet's pools do not evict each other):
+// trivially destructible, so reading it costs no TLS guard. The pool pointer alone is not enough (a new
+// pool may reuse a dead one's address); the uid is never reused.
+inline constexpr std::size_t kFastEntries = 8;
+thread_local CacheEntry tl_last[kFastEntries];
+thread_local bool tl_exiting = false;
+
+struct PoolAccess {
+  static void retire(BufferPool& p, Magazine* m) noexcept { p.retire(m); }
+};
+
+// Every magazine this thread owns. At thread exit each one whose pool is still alive is flushed back into
+// the pool's global list and orphaned (the next thread to attach to that pool adopts it).
+struct ThreadCache {
+  std::vector<CacheEntry> entries;
+  ~ThreadCache() {
+    tl_exiting = true;
+    for (CacheEntry& e : tl_last) e = CacheEntry{};
+    std::lock_guard<std::mutex> g(live_mu());
+    for (const CacheEntry& e : entries) {
+      if (live_pools().count(e.uid) != 0) PoolAccess::retire(*e.pool, e.mag);
+    }
+  }
+  void prune() {
+    std::lock_guard<std::mutex> g(live_mu());
+    std::erase_if(entries, [](const CacheEntry& e) { return live_pools().count(e.uid) == 0; });
+  }
+};
+thread_local ThreadCache tl_cache;
+
+}  // namespace detail
+
+using detail::kBatch;
+using detail::kMagSize;
+using detail::Magazine;
+
+// ---------------------------------------------------------------------------------------------------------
 // BufferPool
 // ---------------------------------------------------------------------------------------------------------
 
@@ -53,6 +203,7 @@ BufferPool::BufferPool(std::size_t buffer_size, std::uint32_t count) {
                                 num(kMaxSlabBytes) + " bytes");
   }
   count_ = count;
+  asym_ = detail::membarrier_available();
   const std::size_t bytes = stride_ * count_;
   slots_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
   slab_ = static_cast<std::byte*>(::operator new(bytes, std::align_val_t{kSlabAlign}));
@@ -63,85 +214,360 @@ BufferPool::BufferPool(std::size_t buffer_size, std::uint32_t count) {
     slots_[i].store(link(i + 1 < count_ ? i + 1 : kNoBuffer, count_ - i), std::memory_order_relaxed);
   }
   head_.store(pack(0, 0), std::memory_order_release);
+  uid_ = detail::g_next_uid.fetch_add(1) + 1;
+  try {
+    std::lock_guard<std::mutex> g(detail::live_mu());
+    detail::live_pools().insert(uid_);
+  } catch (...) {
+    ::operator delete(slab_, std::align_val_t{kSlabAlign});
+    throw;
+  }
 }
 
-BufferPool::~BufferPool() { ::operator delete(slab_, std::align_val_t{kSlabAlign}); }
-
-// The slot word a buffer gets when it goes on top of `head`: a link to the current top and a depth one
-// more than the top's. Read racily (the top may be popped meanwhile, its slot then says in-use), but the
-// push's CAS on the head only succeeds if the head, hence the top and its slot, did not change.
-std::uint64_t BufferPool::link_to(std::uint64_t head) const noexcept {
-  const std::uint32_t top = top_of(head);
-  const std::uint32_t depth = top == kNoBuffer ? 0 : depth_of(slots_[top].load(std::memory_order_acquire));
-  return link(top, depth + 1);
+BufferPool::~BufferPool() {
+  {
+    // After this no exiting thread touches the pool (they flush under the same mutex, live pools only).
+    std::lock_guard<std::mutex> g(detail::live_mu());
+    detail::live_pools().erase(uid_);
+  }
+  for (Magazine* m = magazines_.load(std::memory_order_acquire); m != nullptr;) {
+    Magazine* next = m->next.load(std::memory_order_relaxed);
+    delete m;
+    m = next;
+  }
+  ::operator delete(slab_, std::align_val_t{kSlabAlign});
 }
 
-// Treiber pop. The top's slot is read before the CAS; if another thread popped that buffer meanwhile
-// (and perhaps pushed it back with a different link), the head's generation has moved on and the CAS
-// fails. Only pops bump the generation: pushes alone can never bring a former top back to the top (that
-// takes a pop), so a push cannot complete an A -> B -> A cycle. While a buffer is on the list its slot
-// does not change (a release needs the in-use bit), so when the CAS succeeds the depth read with the
-// link is exact: `free_after` is the length of the list the instant after this pop.
-bool BufferPool::pop(std::uint32_t& index, std::uint32_t& free_after, std::memory_order load_order) noexcept {
-  // load_order is acquire on the fast path, seq_cst for a registered waiter (then every read of the head,
-  // the CAS's failure reload included, takes part in the Dekker handshake with give_back()).
-  const std::memory_order cas_order =
-      load_order == std::memory_order_seq_cst ? std::memory_order_seq_cst : std::memory_order_acquire;
-  std::uint64_t old = head_.load(load_order);
+// ---- the global list -------------------------------------------------------------------------------------
+
+// Treiber pop of up to `max` buffers with one CAS (out[0] = the old top). The links are read before the
+// CAS; it only succeeds if the head word did not change meanwhile, and it cannot return to an earlier
+// value: pops bump the generation, and pushes alone never bring back a former top (that takes a pop). So
+// on success no operation ran between the head load and the CAS and every link read was the list's. A
+// link read from a buffer popped meanwhile (its slot no longer a link) only makes us retry. popped_ is
+// raised before the CAS and lowered by what was not taken, so it never lags the truth.
+std::uint32_t BufferPool::pop_batch(std::uint32_t* out, std::uint32_t max) noexcept {
+  std::uint64_t old = head_.load(std::memory_order_seq_cst);
+  if (top_of(old) == kNoBuffer) return 0;  // empty now: nothing to reserve
+  popped_.fetch_add(max, std::memory_order_seq_cst);
+  std::uint32_t n = 0;
+  for (;;) {
+    n = 0;
+    std::uint32_t cur = top_of(old);
+    bool stale = false;
+    while (n < max && cur != kNoBuffer) {
+      if (cur >= count_) {
+        stale = true;
+        break;
+      }
+      const std::uint64_t slot = slots_[cur].load(std::memory_order_acquire);
+      if ((slot & kInUseBit) != 0 || depth_of(slot) > count_) {
+        stale = true;
+        break;
+      }
+      out[n++] = cur;
+      cur = next_of(slot);
+    }
+    if (stale) {
+      old = head_.load(std::memory_order_seq_cst);
+      continue;
+    }
+    if (n == 0) break;
+    if (head_.compare_exchange_weak(old, pack(cur, gen_of(old) + 1), std::memory_order_seq_cst, std::memory_order_seq_cst)) break;
+  }
+  if (n < max) popped_.fetch_sub(max - n, std::memory_order_seq_cst);
+  return n;
+}
+
+// Pushes items[0..n) (items[n-1] ends on top) with one CAS. The buffers are nobody's meanwhile (their
+// slots say cached or are being relinked: a release needs the in-use word), so relinking them on a retry
+// is safe. seq_cst: a waiter that registered and then found the list empty cannot miss this push while
+// we miss its registration.
+void BufferPool::push_batch(const std::uint32_t* items, std::uint32_t n) noexcept {
+  if (n == 0) return;
+  std::uint64_t old = head_.load(std::memory_order_seq_cst);
   for (;;) {
     const std::uint32_t top = top_of(old);
-    if (top == kNoBuffer) return false;
-    const std::uint64_t slot = slots_[top].load(std::memory_order_acquire);
-    if (head_.compare_exchange_weak(old, pack(next_of(slot), gen_of(old) + 1), cas_order, load_order)) {
-      index = top;
-      free_after = depth_of(slot) - 1;
-      return true;
+    // Read racily: if the top was popped meanwhile its slot is no link any more (the CAS would fail).
+    // Never write a depth from such a slot: a cached word's depth + 1 would set the in-use bit.
+    std::uint32_t depth = 0;
+    if (top != kNoBuffer) {
+      const std::uint64_t slot = slots_[top].load(std::memory_order_acquire);
+      depth = depth_of(slot);
+      if ((slot & kInUseBit) != 0 || depth > count_ - n) {
+        old = head_.load(std::memory_order_seq_cst);
+        continue;
+      }
     }
+    std::uint32_t below = top;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      slots_[items[k]].store(link(below, depth + k + 1), std::memory_order_relaxed);
+      below = items[k];
+    }
+    if (head_.compare_exchange_weak(old, pack(items[n - 1], gen_of(old)), std::memory_order_seq_cst, std::memory_order_seq_cst)) break;
+  }
+  pushed_.fetch_add(n, std::memory_order_seq_cst);
+}
+
+// The list's length: head, top's slot, head again; if the head did not change, the slot read belongs to
+// it. Under heavy churn it gives up after a few tries with the last reading, clamped to 0..count.
+std::uint32_t BufferPool::global_free() const noexcept {
+  std::uint32_t free_n = 0;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const std::uint64_t h = head_.load(std::memory_order_acquire);
+    const std::uint32_t top = top_of(h);
+    free_n = top == kNoBuffer ? 0 : depth_of(slots_[top].load(std::memory_order_acquire));
+    if (head_.load(std::memory_order_acquire) == h) break;
+  }
+  return std::min(free_n, count_);
+}
+
+// ---- magazines -------------------------------------------------------------------------------------------
+
+inline Magazine* BufferPool::my_magazine() noexcept {
+  const detail::CacheEntry& e = detail::tl_last[uid_ % detail::kFastEntries];
+  if (e.pool == this && e.uid == uid_) [[likely]] return e.mag;
+  return attach();
+}
+
+// First use of this pool by this thread (or the one-entry cache was evicted by another pool): find our
+// magazine, else adopt an orphan, else create one. nullptr when the thread is exiting (or out of memory):
+// the caller then works on the global list directly.
+Magazine* BufferPool::attach() noexcept {
+  if (detail::tl_exiting) return nullptr;
+  try {
+    detail::ThreadCache& cache = detail::tl_cache;
+    for (const detail::CacheEntry& e : cache.entries) {
+      if (e.pool == this && e.uid == uid_) {
+        detail::tl_last[uid_ % detail::kFastEntries] = e;
+        return e.mag;
+      }
+    }
+    if (cache.entries.size() >= 8) cache.prune();  // forget dead pools
+    Magazine* m = nullptr;
+    {
+      std::lock_guard<std::mutex> g(attach_mu_);
+      for (Magazine* o = magazines_.load(std::memory_order_acquire); o != nullptr; o = o->next.load(std::memory_order_acquire)) {
+        if (o->live.load(std::memory_order_relaxed)) continue;
+        detail::spin_lock(o->lock);  // a drainer may be inside
+        o->live.store(true, std::memory_order_relaxed);
+        o->lock.store(0, std::memory_order_release);
+        m = o;
+        break;
+      }
+      if (m == nullptr) {
+        m = new Magazine;
+        m->live.store(true, std::memory_order_relaxed);
+        m->next.store(magazines_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        magazines_.store(m, std::memory_order_seq_cst);
+      }
+    }
+    const detail::CacheEntry e{this, uid_, m};
+    try {
+      cache.entries.push_back(e);
+    } catch (...) {
+      retire(m);
+      return nullptr;
+    }
+    detail::tl_last[uid_ % detail::kFastEntries] = e;
+    return m;
+  } catch (...) {
+    return nullptr;
   }
 }
 
-// After a successful pop: mark the buffer in use (its slot word becomes kInUseWord) and raise the
-// high-water mark with the exact in-use count at the pop.
-void BufferPool::take(std::uint32_t index, std::uint32_t free_after, BufferHandle& out) noexcept {
-  slots_[index].store(kInUseWord, std::memory_order_release);
-  const std::uint32_t in_use = count_ - free_after;
-  std::uint32_t hw = high_water_.load(std::memory_order_relaxed);
-  while (in_use > hw && !high_water_.compare_exchange_weak(hw, in_use, std::memory_order_relaxed)) {
+// Owner: enter the critical section, or false when a drainer holds the magazine (then busy is 0 again).
+inline bool BufferPool::enter(Magazine* m) noexcept {
+  if (asym_) {
+    m->busy.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the drainer's membarrier supplies the fence
+  } else {
+    m->busy.exchange(1, std::memory_order_seq_cst);
   }
+  if (m->lock.load(std::memory_order_seq_cst) == 0) [[likely]] return true;
+  m->busy.store(0, std::memory_order_release);
+  return false;
+}
+
+// Owner, inside: the magazine is empty; take up to kBatch from the global list, the list's top on ours.
+bool BufferPool::refill(Magazine* m) noexcept {
+  std::uint32_t got[kBatch];
+  const std::uint32_t n = pop_batch(got, kBatch);
+  if (n == 0) return false;
+  const std::uint32_t top = m->top.load(std::memory_order_relaxed);
+  m->bot.store(top, std::memory_order_relaxed);
+  for (std::uint32_t k = 0; k < n; ++k) {
+    slots_[got[k]].store(kCachedWord, std::memory_order_relaxed);
+    m->idx[(top + n - 1 - k) & (kMagSize - 1)].store(got[k], std::memory_order_relaxed);
+  }
+  m->top.store(top + n, std::memory_order_relaxed);
+  return true;
+}
+
+// Owner (inside) or lock holder: move the oldest n buffers of the magazine to the global list, the
+// newest of them on top (so a single thread sees one LIFO: its magazine above the global list).
+void BufferPool::flush(Magazine* m, std::uint32_t n) noexcept {
+  std::uint32_t items[kMagSize];
+  const std::uint32_t bot = m->bot.load(std::memory_order_relaxed);
+  for (std::uint32_t k = 0; k < n; ++k) items[k] = m->idx[(bot + k) & (kMagSize - 1)].load(std::memory_order_relaxed);
+  m->bot.store(bot + n, std::memory_order_relaxed);
+  push_batch(items, n);
+}
+
+// Thread exit: give the magazine's buffers back to the global list and orphan it.
+void BufferPool::retire(Magazine* m) noexcept {
+  detail::spin_lock(m->lock);
+  flush(m, m->top.load(std::memory_order_relaxed) - m->bot.load(std::memory_order_relaxed));
+  m->live.store(false, std::memory_order_relaxed);
+  m->lock.store(0, std::memory_order_release);
+  if (waiters_.load(std::memory_order_seq_cst) != 0) {
+    { std::lock_guard<std::mutex> g(wait_mu_); }
+    wait_cv_.notify_all();
+  }
+}
+
+// The slow path of an acquire that found its magazine and the global list empty (or its magazine held):
+// with drain_mu_, lock every magazine of the pool, make every owner visible (one membarrier, only when
+// some locked magazine has another live owner; new magazines appended meanwhile are locked in turn) and
+// wait until none is inside its critical section. Now nothing can enter or leave a magazine, so the
+// global list and the magazines are all the free buffers there are (a buffer in transit is not free yet:
+// its release or refill has not finished). Take from the global list, else steal from a magazine (half
+// its buffers, the oldest, into ours), else report empty: at the instant of that last global read,
+// every place a free buffer can be was empty.
+bool BufferPool::drain(Magazine* own, std::uint32_t& index) noexcept {
+  std::lock_guard<std::mutex> dg(drain_mu_);
+  Magazine* const first = magazines_.load(std::memory_order_seq_cst);
+  Magazine* locked_from = nullptr;  // magazines from `first` up to this one are locked
+  Magazine* newest = first;
+  for (;;) {
+    bool foreign = false;
+    for (Magazine* m = newest; m != locked_from; m = m->next.load(std::memory_order_acquire)) {
+      detail::spin_lock(m->lock);
+      if (m != own && m->live.load(std::memory_order_relaxed)) foreign = true;
+    }
+    if (foreign) detail::process_barrier(asym_);
+    locked_from = newest;
+    newest = magazines_.load(std::memory_order_seq_cst);
+    if (newest == locked_from) break;
+  }
+  for (Magazine* m = newest; m != nullptr; m = m->next.load(std::memory_order_acquire)) detail::wait_not_busy(*m);
+
+  bool got = false;
+  const std::uint64_t q = pushed_.load(std::memory_order_seq_cst);
+  std::uint32_t n = pop_batch(&index, 1);
+  if (n == 1) {
+    got = true;
+  } else {
+    for (Magazine* v = newest; v != nullptr && !got; v = v->next.load(std::memory_order_acquire)) {
+      const std::uint32_t vb = v->bot.load(std::memory_order_relaxed), vt = v->top.load(std::memory_order_relaxed);
+      if (vt == vb) continue;
+      if (v == own) {  // only after a failed enter(): our own buffers
+        index = v->idx[(vt - 1) & (kMagSize - 1)].load(std::memory_order_relaxed);
+        v->top.store(vt - 1, std::memory_order_relaxed);
+        got = true;
+        break;
+      }
+      const std::uint32_t take = (vt - vb + 1) / 2;  // >= 1: one for the caller, the rest into ours
+      index = v->idx[vb & (kMagSize - 1)].load(std::memory_order_relaxed);
+      if (own != nullptr && take > 1 && own->top.load(std::memory_order_relaxed) == own->bot.load(std::memory_order_relaxed)) {
+        const std::uint32_t ot = own->top.load(std::memory_order_relaxed);
+        own->bot.store(ot, std::memory_order_relaxed);
+        for (std::uint32_t k = 1; k < take; ++k) {
+          own->idx[(ot + take - 1 - k) & (kMagSize - 1)].store(v->idx[(vb + k) & (kMagSize - 1)].load(std::memory_order_relaxed),
+                                                                std::memory_order_relaxed);
+        }
+        own->top.store(ot + take - 1, std::memory_order_relaxed);
+        v->bot.store(vb + take, std::memory_order_relaxed);
+      } else {
+        v->bot.store(vb + 1, std::memory_order_relaxed);
+      }
+      got = true;
+    }
+  }
+  if (got) {
+    // Everything but the global list is frozen: the bound is exact but for other threads' direct pops.
+    std::int64_t cached = 0;
+    for (Magazine* m = newest; m != nullptr; m = m->next.load(std::memory_order_acquire)) cached += m->count();
+    const std::uint64_t p = popped_.load(std::memory_order_seq_cst);
+    raise_high_water(static_cast<std::int64_t>(p - q) - cached);
+  }
+  for (Magazine* m = newest; m != nullptr; m = m->next.load(std::memory_order_acquire)) m->lock.store(0, std::memory_order_release);
+  return got;
+}
+
+// ---- acquire ---------------------------------------------------------------------------------------------
+
+inline void BufferPool::raise_high_water(std::int64_t bound) noexcept {
+  if (bound <= 0) return;
+  const std::uint32_t v = bound > static_cast<std::int64_t>(count_) ? count_ : static_cast<std::uint32_t>(bound);
+  std::uint32_t hw = high_water_.load(std::memory_order_relaxed);
+  while (v > hw && !high_water_.compare_exchange_weak(hw, v, std::memory_order_relaxed)) {
+  }
+}
+
+inline void BufferPool::hand_out(std::uint32_t index, BufferHandle& out) noexcept {
+  slots_[index].store(kInUseWord, std::memory_order_release);
   out.index = index;
   out.data = slab_ + static_cast<std::size_t>(index) * stride_;
 }
 
-AcquireStatus BufferPool::try_acquire(BufferHandle& out) noexcept {
-  std::uint32_t index, free_after;
-  if (!pop(index, free_after, std::memory_order_acquire)) {
-    failed_.fetch_add(1, std::memory_order_relaxed);
-    out = BufferHandle{};
-    return AcquireStatus::exhausted;
+// Fast path: pop our magazine (refilled from the global list when empty). The high-water bound is
+// computed inside the critical section: pushed_ read before it (it only grows and never leads the truth),
+// popped_ read after the pop (it never lags the truth), our magazine's count exact (no stealer can be
+// inside). See "Statistics" in buffer_pool.h.
+bool BufferPool::take_any(BufferHandle& out) noexcept {
+  Magazine* m = my_magazine();
+  bool held = m == nullptr;
+  if (m != nullptr) {
+    const std::uint64_t q = pushed_.load(std::memory_order_seq_cst);
+    if (enter(m)) [[likely]] {
+      std::uint32_t top = m->top.load(std::memory_order_relaxed);
+      if (top != m->bot.load(std::memory_order_relaxed) || (refill(m) && (top = m->top.load(std::memory_order_relaxed), true))) {
+        const std::uint32_t index = m->idx[(top - 1) & (kMagSize - 1)].load(std::memory_order_relaxed);
+        m->top.store(top - 1, std::memory_order_relaxed);
+        const std::uint64_t p = popped_.load(std::memory_order_seq_cst);
+        const std::uint32_t left = top - 1 - m->bot.load(std::memory_order_relaxed);
+        m->busy.store(0, std::memory_order_release);
+        hand_out(index, out);
+        raise_high_water(static_cast<std::int64_t>(p - q) - left);
+        return true;
+      }
+      m->busy.store(0, std::memory_order_release);
+    } else {
+      held = true;
+    }
   }
-  take(index, free_after, out);
-  return AcquireStatus::ok;
+  std::uint32_t index;
+  if (held) {
+    // No magazine, or a drainer holds ours: the global list directly.
+    const std::uint64_t q = pushed_.load(std::memory_order_seq_cst);
+    if (pop_batch(&index, 1) == 1) {
+      const std::uint64_t p = popped_.load(std::memory_order_seq_cst);
+      hand_out(index, out);
+      raise_high_water(static_cast<std::int64_t>(p - q));
+      return true;
+    }
+  }
+  if (drain(m, index)) {
+    hand_out(index, out);
+    return true;
+  }
+  out = BufferHandle{};
+  return false;
 }
 
-bool BufferPool::try_take(BufferHandle& out) noexcept {
-  std::uint32_t index, free_after;
-  if (!pop(index, free_after, std::memory_order_acquire)) {
-    out = BufferHandle{};
-    return false;
-  }
-  take(index, free_after, out);
-  return true;
+AcquireStatus BufferPool::try_acquire(BufferHandle& out) noexcept {
+  if (take_any(out)) return AcquireStatus::ok;
+  failed_.fetch_add(1, std::memory_order_relaxed);
+  return AcquireStatus::exhausted;
 }
+
+bool BufferPool::try_take(BufferHandle& out) noexcept { return take_any(out); }
 
 AcquireStatus BufferPool::acquire(BufferHandle& out, std::uint32_t wait_ms) {
-  std::uint32_t index, free_after;
-  if (pop(index, free_after, std::memory_order_acquire)) {
-    take(index, free_after, out);
-    return AcquireStatus::ok;
-  }
+  if (take_any(out)) return AcquireStatus::ok;
   if (wait_ms == 0) {
     failed_.fetch_add(1, std::memory_order_relaxed);
-    out = BufferHandle{};
     return AcquireStatus::exhausted;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
@@ -150,14 +576,15 @@ AcquireStatus BufferPool::acquire(BufferHandle& out, std::uint32_t wait_ms) {
     std::unique_lock<std::mutex> lk(wait_mu_);
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     for (;;) {
-      // seq_cst: pairs with push()/give_back() (Dekker): either we see the pushed buffer, or the releaser
-      // sees waiters_ > 0 and notifies under wait_mu_ (which we hold until we sleep).
-      if (pop(index, free_after, std::memory_order_seq_cst)) {
+      // After registering: a releaser either sees waiters_ > 0 (and wakes us, under wait_mu_, which we
+      // hold until we sleep) or its buffer is visible to this attempt (the drain's membarrier / seq_cst
+      // pushes; see give_back()).
+      if (take_any(out)) {
         got = true;
         break;
       }
       if (wait_cv_.wait_until(lk, deadline) == std::cv_status::timeout) {
-        got = pop(index, free_after, std::memory_order_seq_cst);
+        got = take_any(out);
         break;
       }
     }
@@ -168,31 +595,49 @@ AcquireStatus BufferPool::acquire(BufferHandle& out, std::uint32_t wait_ms) {
     out = BufferHandle{};
     return AcquireStatus::exhausted;
   }
-  take(index, free_after, out);
   return AcquireStatus::ok;
 }
 
-// Release: one CAS on the buffer's slot (in-use -> linked to the current top; it fails, and the release is
-// a double release, when the in-use bit is already clear), then the push CAS on the head. If the head
-// moved meanwhile the slot is re-linked before the next try; nobody can pop the buffer before the push
-// succeeds, and a second release of it sees the bit clear. The push is seq_cst so that a waiter that
-// registered (waiters_++) and then found the list empty cannot miss it while we miss the registration.
+// ---- release ---------------------------------------------------------------------------------------------
+
+// One CAS on the buffer's slot (in-use -> cached; of two racing releases exactly one sees the in-use
+// word), then a push onto our magazine (a flush of the oldest kBatch first when it is full), or straight
+// onto the global list when we have no magazine or a drainer holds it. Then, if an acquire is waiting,
+// our magazine goes to the global list and the waiter is woken. The waiters_ check needs a StoreLoad
+// fence after the push: a drainer's membarrier supplies it (asym_), else a seq_cst exchange on busy.
 ReleaseStatus BufferPool::give_back(std::uint32_t index) noexcept {
-  std::uint64_t old = head_.load(std::memory_order_acquire);
-  std::uint64_t cur = slots_[index].load(std::memory_order_relaxed);
-  do {
-    if ((cur & kInUseBit) == 0) return ReleaseStatus::double_release;
-  } while (!slots_[index].compare_exchange_weak(cur, link_to(old), std::memory_order_acq_rel, std::memory_order_relaxed));
-  while (!head_.compare_exchange_weak(old, pack(index, gen_of(old)), std::memory_order_seq_cst, std::memory_order_acquire)) {
-    slots_[index].store(link_to(old), std::memory_order_relaxed);
+  std::uint64_t expected = kInUseWord;
+  if (!slots_[index].compare_exchange_strong(expected, kCachedWord, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    return ReleaseStatus::double_release;
   }
-  if (waiters_.load(std::memory_order_seq_cst) != 0) {
-    // Taking the mutex orders this notify after the waiter's empty check (it holds the mutex until it
-    // sleeps), so the wake-up cannot be lost.
-    { std::lock_guard<std::mutex> g(wait_mu_); }
-    wait_cv_.notify_one();
+  Magazine* m = my_magazine();
+  if (m != nullptr && enter(m)) [[likely]] {
+    std::uint32_t top = m->top.load(std::memory_order_relaxed);
+    if (top - m->bot.load(std::memory_order_relaxed) == kMagSize) flush(m, kBatch);
+    m->idx[top & (kMagSize - 1)].store(index, std::memory_order_relaxed);
+    m->top.store(top + 1, std::memory_order_relaxed);
+    if (asym_) {
+      m->busy.store(0, std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the drainer's membarrier supplies the fence
+    } else {
+      m->busy.exchange(0, std::memory_order_seq_cst);  // SC with the waiter's registration and drain
+    }
+  } else {
+    push_batch(&index, 1);  // seq_cst
   }
+  if (waiters_.load(std::memory_order_seq_cst) != 0) [[unlikely]] wake(m);
   return ReleaseStatus::ok;
+}
+
+// An acquire is waiting: put our cached buffers where it looks first, and wake it. Taking the mutex orders
+// the notify after the waiter's last attempt (it holds the mutex until it sleeps).
+void BufferPool::wake(Magazine* m) noexcept {
+  if (m != nullptr && enter(m)) {
+    flush(m, m->top.load(std::memory_order_relaxed) - m->bot.load(std::memory_order_relaxed));
+    m->busy.store(0, std::memory_order_release);
+  }
+  { std::lock_guard<std::mutex> g(wait_mu_); }
+  wait_cv_.notify_all();
 }
 
 ReleaseStatus BufferPool::release(std::uint32_t index) noexcept {
@@ -231,19 +676,16 @@ bool BufferPool::in_use(std::uint32_t index) const noexcept {
   return index < count_ && (slots_[index].load(std::memory_order_acquire) & kInUseBit) != 0;
 }
 
-// The free-list length is the depth of the top. Head, top's slot, head again: if the head did not change
-// (a pop would have changed its generation, and pushes alone cannot restore it), the slot read belongs to
-// that head and the snapshot is exact. Under heavy churn it gives up after a few tries with the last
-// reading, which is still within 0..count.
+// ---- statistics ------------------------------------------------------------------------------------------
+
+// total - (global list length) - (every magazine's count), each read racily and clamped: exact when
+// quiescent, within 0..total always.
 std::uint32_t BufferPool::in_use_now() const noexcept {
-  std::uint32_t free_n = 0;
-  for (int attempt = 0; attempt < 64; ++attempt) {
-    const std::uint64_t h = head_.load(std::memory_order_acquire);
-    const std::uint32_t top = top_of(h);
-    free_n = top == kNoBuffer ? 0 : depth_of(slots_[top].load(std::memory_order_acquire));
-    if (head_.load(std::memory_order_acquire) == h) break;
+  std::uint64_t free_n = global_free();
+  for (Magazine* m = magazines_.load(std::memory_order_acquire); m != nullptr; m = m->next.load(std::memory_order_acquire)) {
+    free_n += m->count();
   }
-  return count_ - std::min(free_n, count_);
+  return count_ - static_cast<std::uint32_t>(std::min<std::uint64_t>(free_n, count_));
 }
 
 PoolStats BufferPool::stats() const noexcept {
@@ -251,7 +693,7 @@ PoolStats BufferPool::stats() const noexcept {
   s.total = count_;
   s.in_use = in_use_now();
   s.available = s.total - s.in_use;
-  s.high_water = high_water_.load(std::memory_order_relaxed);
+  s.high_water = std::max<std::uint64_t>(high_water_.load(std::memory_order_relaxed), s.in_use);
   s.failed_acquires = failed_.load(std::memory_order_relaxed);
   return s;
 }
@@ -275,14 +717,33 @@ std::string BufferPool::audit() const {
     i = next_of(slot);
   }
   if (seen != length) return "free list has " + num(seen) + " buffers but its top says " + num(length);
+  std::uint32_t cached = 0;
+  for (Magazine* m = magazines_.load(std::memory_order_acquire); m != nullptr; m = m->next.load(std::memory_order_acquire)) {
+    if (m->lock.load(std::memory_order_relaxed) != 0 || m->busy.load(std::memory_order_relaxed) != 0) return "a magazine is still locked";
+    const std::uint32_t bot = m->bot.load(std::memory_order_relaxed), top = m->top.load(std::memory_order_relaxed);
+    if (top - bot > kMagSize) return "a magazine holds " + num(top - bot) + " buffers (at most " + num(kMagSize) + ")";
+    for (std::uint32_t k = bot; k != top; ++k) {
+      const std::uint32_t i = m->idx[k & (kMagSize - 1)].load(std::memory_order_relaxed);
+      if (i >= count_) return "a magazine holds index " + num(i) + " (capacity " + num(count_) + ")";
+      if (listed[i]) return "buffer " + num(i) + " is free in two places";
+      if (slots_[i].load(std::memory_order_relaxed) != kCachedWord) return "buffer " + num(i) + " is in a magazine but its slot says otherwise";
+      listed[i] = true;
+      ++cached;
+    }
+  }
   std::uint32_t in_use = 0;
   for (std::uint32_t i = 0; i < count_; ++i) {
     const bool busy = (slots_[i].load(std::memory_order_relaxed) & kInUseBit) != 0;
     if (busy) ++in_use;
-    if (!busy && !listed[i]) return "buffer " + num(i) + " is free but not on the free list (leaked)";
+    if (busy && listed[i]) return "buffer " + num(i) + " is free but in use";
+    if (!busy && !listed[i]) return "buffer " + num(i) + " is free but not on the free list or in a magazine (leaked)";
   }
-  if (in_use + seen != count_) return "in use " + num(in_use) + " + free " + num(seen) + " != total " + num(count_);
+  if (in_use + seen + cached != count_) {
+    return "in use " + num(in_use) + " + free " + num(seen) + " + cached " + num(cached) + " != total " + num(count_);
+  }
   if (in_use_now() != in_use) return "stats say " + num(in_use_now()) + " in use, the slots say " + num(in_use);
+  const std::uint64_t p = popped_.load(std::memory_order_relaxed), q = pushed_.load(std::memory_order_relaxed);
+  if (p - q != count_ - seen) return "popped - pushed = " + num(p - q) + ", but " + num(count_ - seen) + " buffers are off the list";
   const std::uint32_t hw = high_water_.load(std::memory_order_relaxed);
   if (hw > count_ || hw < in_use) return "high water " + num(hw) + " outside in_use.." + num(count_);
   return "";

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -550,6 +552,364 @@ void test_wait_handoff_stress() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Per-thread magazines: stealing, exactness, lifetimes
+// ---------------------------------------------------------------------------------------------------------
+
+// A one-shot latch (std::latch without the header dependency on a newer libstdc++).
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  void release() {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      open = true;
+    }
+    cv.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return open; });
+  }
+};
+
+// Full speed on a pool large enough for the magazines to fill, flush and refill, with bursts, a buffer
+// handed to another thread for release now and then (the I/O back-end pattern), exclusive ownership
+// checked by an owner table and a pattern, stats checked by a monitor, and the high-water mark checked
+// against a lower bound of the true in-use count (incremented after an acquire, decremented before the
+// release, so it never exceeds the truth).
+void test_cache_stress() {
+  constexpr std::uint32_t kBuffers = 200;
+  constexpr std::size_t kSize = 128;
+  BufferPool pool(kSize, kBuffers);
+  std::vector<std::atomic<int>> owner(kBuffers);
+  for (auto& o : owner) o.store(-1);
+  const unsigned n = stress_threads();
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ops{0}, bad{0}, exhausted{0};
+  std::atomic<std::int64_t> held_now{0}, held_max{0};
+  std::mutex handoff_mu;
+  std::vector<BufferHandle> handoff;  // acquired by one thread, released by another
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(7 + t);
+      std::vector<BufferHandle> held;
+      std::uint64_t my_ops = 0;
+      const auto tag = static_cast<unsigned char>(0x20 + t);
+      auto give_back = [&](const BufferHandle& h) {
+        int expected = static_cast<int>(t);
+        if (!owner[h.index].compare_exchange_strong(expected, -1)) bad.fetch_add(1);
+        held_now.fetch_sub(1);
+        if (pool.release(h) != ReleaseStatus::ok) bad.fetch_add(1);
+        ++my_ops;
+      };
+      while (!stop.load(std::memory_order_relaxed)) {
+        const unsigned burst = 1 + rng() % 40;  // more than a magazine holds now and then
+        for (unsigned k = 0; k < burst; ++k) {
+          BufferHandle h;
+          if (pool.try_acquire(h) != AcquireStatus::ok) {
+            exhausted.fetch_add(1);
+            break;
+          }
+          int expected = -1;
+          if (!owner[h.index].compare_exchange_strong(expected, static_cast<int>(t))) bad.fetch_add(1);
+          const std::int64_t now = held_now.fetch_add(1) + 1;
+          std::int64_t m = held_max.load();
+          while (now > m && !held_max.compare_exchange_weak(m, now)) {
+          }
+          std::memset(h.data, tag, kSize);
+          held.push_back(h);
+        }
+        for (const BufferHandle& h : held) {
+          if (h.data[0] != std::byte{tag} || h.data[kSize - 1] != std::byte{tag}) bad.fetch_add(1);
+          if (rng() % 16 == 0) {
+            // Hand it over: the receiver releases it (ownership moves with it).
+            int expected = static_cast<int>(t);
+            if (!owner[h.index].compare_exchange_strong(expected, 1000)) bad.fetch_add(1);
+            std::lock_guard<std::mutex> g(handoff_mu);
+            handoff.push_back(h);
+          } else {
+            give_back(h);
+          }
+        }
+        held.clear();
+        std::vector<BufferHandle> theirs;
+        {
+          std::lock_guard<std::mutex> g(handoff_mu);
+          theirs.swap(handoff);
+        }
+        for (const BufferHandle& h : theirs) {
+          int expected = 1000;
+          if (!owner[h.index].compare_exchange_strong(expected, static_cast<int>(t))) bad.fetch_add(1);
+          give_back(h);
+        }
+      }
+      ops.fetch_add(my_ops);
+    });
+  }
+  std::thread monitor([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (!conserved(pool.stats())) bad.fetch_add(1);
+      std::this_thread::yield();
+    }
+  });
+  std::this_thread::sleep_for(1s);
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  monitor.join();
+  for (const BufferHandle& h : handoff) CHECK(pool.release(h) == ReleaseStatus::ok);
+  std::printf("    %u threads + monitor, %llu releases, %llu exhausted\n", n, static_cast<unsigned long long>(ops.load()),
+              static_cast<unsigned long long>(exhausted.load()));
+  CHECK_EQ(bad.load(), 0u);
+  CHECK(ops.load() > 1000);
+  const PoolStats s = pool.stats();
+  CHECK(conserved(s));
+  CHECK_EQ(s.in_use, 0u);
+  CHECK_EQ(s.available, kBuffers);
+  CHECK_MSG(static_cast<std::int64_t>(s.high_water) >= held_max.load(), "high water %llu below a true peak of %lld",
+            static_cast<unsigned long long>(s.high_water), static_cast<long long>(held_max.load()));
+  CHECK_AUDIT(pool);
+}
+
+// Exhausted means exhausted, with buffers idle in other threads' magazines: every thread holds at most
+// kHold buffers, so at least kBuffers - threads * kHold are free at every instant and no acquire may ever
+// report exhausted; with magazines of 32 the free ones mostly sit in the other threads' caches.
+void test_never_falsely_exhausted() {
+  const unsigned n = stress_threads();
+  constexpr unsigned kHold = 5;
+  const std::uint32_t buffers = n * kHold + 2;
+  BufferPool pool(64, buffers);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ops{0}, false_exhausted{0}, bad{0};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(31 + t);
+      std::uint64_t my_ops = 0;
+      BufferHandle held[kHold];
+      while (!stop.load(std::memory_order_relaxed)) {
+        const unsigned want = 1 + rng() % kHold;
+        unsigned have = 0;
+        for (; have < want; ++have) {
+          if (pool.try_acquire(held[have]) != AcquireStatus::ok) {
+            false_exhausted.fetch_add(1);
+            break;
+          }
+        }
+        for (unsigned k = 0; k < have; ++k) {
+          if (pool.release(held[k]) != ReleaseStatus::ok) bad.fetch_add(1);
+          ++my_ops;
+        }
+      }
+      ops.fetch_add(my_ops);
+    });
+  }
+  std::this_thread::sleep_for(kSanitized ? 1s : 500ms);
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  std::printf("    %u threads, %u buffers, %llu pairs\n", n, buffers, static_cast<unsigned long long>(ops.load()));
+  CHECK_EQ(false_exhausted.load(), 0u);
+  CHECK_EQ(bad.load(), 0u);
+  CHECK_EQ(pool.stats().failed_acquires, 0u);
+  CHECK_EQ(pool.stats().in_use, 0u);
+  CHECK_AUDIT(pool);
+}
+
+// One thread takes buffers, releases them into its cache and parks (it never calls the pool again until
+// told to exit); another must still get every single buffer, then exhausted (counted once), and the stats
+// must be exact throughout. Sizes below, at and above a magazine's capacity.
+void test_parked_cache_is_stolen() {
+  for (std::uint32_t buffers : {1u, 5u, 20u, 32u, 33u, 100u}) {
+    BufferPool pool(512, buffers);
+    Gate filled, finish;
+    std::thread parker([&] {
+      std::vector<BufferHandle> held(buffers);
+      for (auto& h : held) CHECK(pool.try_acquire(h) == AcquireStatus::ok);
+      for (auto& h : held) CHECK(pool.release(h) == ReleaseStatus::ok);
+      filled.release();
+      finish.wait();  // parked, with a full cache
+    });
+    filled.wait();
+    PoolStats s = pool.stats();
+    CHECK_EQ(s.in_use, 0u);
+    CHECK_EQ(s.available, buffers);
+    CHECK_EQ(s.high_water, buffers);
+    std::vector<BufferHandle> mine(buffers);
+    std::set<std::uint32_t> ids;
+    for (auto& h : mine) {
+      CHECK(pool.try_acquire(h) == AcquireStatus::ok);
+      ids.insert(h.index);
+    }
+    CHECK_EQ(ids.size(), static_cast<std::size_t>(buffers));
+    BufferHandle extra;
+    CHECK(pool.try_acquire(extra) == AcquireStatus::exhausted);
+    CHECK(!pool.try_take(extra));
+    CHECK(pool.acquire(extra, 20) == AcquireStatus::exhausted);
+    s = pool.stats();
+    CHECK_EQ(s.in_use, buffers);
+    CHECK_EQ(s.available, 0u);
+    CHECK_EQ(s.failed_acquires, 2u);
+    CHECK_AUDIT(pool);
+    for (auto& h : mine) CHECK(pool.release(h) == ReleaseStatus::ok);
+    CHECK_EQ(pool.stats().in_use, 0u);
+    CHECK_AUDIT(pool);
+    // A bounded wait on a buffer that another thread releases into its own cache still wakes.
+    for (auto& h : mine) CHECK(pool.try_acquire(h) == AcquireStatus::ok);
+    std::thread releaser([&] {
+      std::this_thread::sleep_for(30ms);
+      CHECK(pool.release(mine[0]) == ReleaseStatus::ok);
+    });
+    const auto t0 = Clock::now();
+    BufferHandle got;
+    CHECK(pool.acquire(got, 10000) == AcquireStatus::ok);
+    CHECK_MSG(ms_since(t0) < 3000, "woke after %.1f ms", ms_since(t0));
+    releaser.join();
+    CHECK_EQ(got.index, mine[0].index);
+    mine[0] = got;
+    for (auto& h : mine) CHECK(pool.release(h) == ReleaseStatus::ok);
+    finish.release();
+    parker.join();  // its exit flushes its (now empty or refilled) cache back
+    s = pool.stats();
+    CHECK_EQ(s.in_use, 0u);
+    CHECK_EQ(s.available, buffers);
+    CHECK_AUDIT(pool);
+  }
+}
+
+// Two long-lived threads release the same buffer at once, many times (each into its own cache): exactly
+// one wins every round, and the pool never lists the buffer twice.
+void test_racing_double_release_cached() {
+  BufferPool pool(64, 4);
+  const int rounds = kSanitized ? 1000 : 5000;
+  std::atomic<int> round{-1};
+  std::atomic<int> arrived{0};
+  std::atomic<int> done{0};
+  BufferHandle shared;
+  ReleaseStatus result[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < rounds; ++r) {
+        while (round.load(std::memory_order_acquire) != r) std::this_thread::yield();
+        arrived.fetch_add(1);
+        for (int spins = 0; arrived.load() < 2 * (r + 1); ++spins) {  // release together, as close as it gets
+          if (spins > 2000) std::this_thread::yield();
+        }
+        result[t] = t == 0 ? pool.release(shared) : pool.release(shared.index);
+        done.fetch_add(1, std::memory_order_acq_rel);
+      }
+    });
+  }
+  int bad = 0;
+  for (int r = 0; r < rounds; ++r) {
+    if (pool.try_acquire(shared) != AcquireStatus::ok) {
+      ++bad;
+      break;
+    }
+    round.store(r, std::memory_order_release);
+    while (done.load(std::memory_order_acquire) < 2 * (r + 1)) std::this_thread::yield();
+    const int oks = (result[0] == ReleaseStatus::ok) + (result[1] == ReleaseStatus::ok);
+    const int dbl = (result[0] == ReleaseStatus::double_release) + (result[1] == ReleaseStatus::double_release);
+    if (oks != 1 || dbl != 1) ++bad;
+  }
+  if (bad != 0) round.store(rounds + 1);  // (never reached on success) let the threads run off
+  for (auto& th : threads) th.join();
+  CHECK_EQ(bad, 0);
+  // All four buffers are still there exactly once.
+  std::vector<BufferHandle> all(4);
+  std::set<std::uint32_t> ids;
+  for (auto& h : all) {
+    CHECK(pool.try_acquire(h) == AcquireStatus::ok);
+    ids.insert(h.index);
+  }
+  CHECK_EQ(ids.size(), 4u);
+  BufferHandle extra;
+  CHECK(pool.try_acquire(extra) == AcquireStatus::exhausted);
+  for (auto& h : all) CHECK(pool.release(h) == ReleaseStatus::ok);
+  CHECK_EQ(pool.stats().in_use, 0u);
+  CHECK_AUDIT(pool);
+}
+
+// Pools created and destroyed while worker threads hold cached state for them (a new pool often gets the
+// dead one's address), several pools per thread (a SizeClassSet), and threads that exit after their pools
+// died or while they are alive. Under ASan this catches a cache that outlives its pool.
+void test_pool_lifetimes_with_caches() {
+  const unsigned n = stress_threads();
+  const int rounds = kSanitized ? 60 : 300;
+  std::unique_ptr<BufferPool> pool;
+  std::unique_ptr<SizeClassSet> set;
+  std::atomic<int> round{-1};
+  std::atomic<int> done{0};
+  std::atomic<std::uint64_t> bad{0};
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < n; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(5 + t);
+      for (int r = 0; r < rounds; ++r) {
+        while (round.load(std::memory_order_acquire) < r) std::this_thread::yield();
+        std::vector<BufferHandle> held;
+        for (unsigned k = 0, want = 1 + rng() % 6; k < want; ++k) {
+          BufferHandle h;
+          if (pool->try_acquire(h) == AcquireStatus::ok) held.push_back(h);
+        }
+        for (auto& h : held) {
+          if (pool->release(h) != ReleaseStatus::ok) bad.fetch_add(1);
+        }
+        for (int k = 0; k < 4; ++k) {
+          ClassBuffer b;
+          if (set->acquire(static_cast<std::size_t>(rng() % 40000), b) == AcquireStatus::ok && set->release(b) != ReleaseStatus::ok) {
+            bad.fetch_add(1);
+          }
+        }
+        done.fetch_add(1, std::memory_order_acq_rel);
+      }
+    });
+  }
+  for (int r = 0; r < rounds; ++r) {
+    pool = std::make_unique<BufferPool>(256, 8);
+    set = std::make_unique<SizeClassSet>(3);
+    round.store(r, std::memory_order_release);
+    while (done.load(std::memory_order_acquire) < static_cast<int>(n) * (r + 1)) std::this_thread::yield();
+    // The workers are idle now, their caches full of this round's buffers: all must be found.
+    PoolStats s = pool->stats();
+    if (s.in_use != 0 || s.available != 8) bad.fetch_add(1);
+    std::vector<BufferHandle> all(8);
+    for (auto& h : all) {
+      if (pool->try_acquire(h) != AcquireStatus::ok) bad.fetch_add(1);
+    }
+    for (auto& h : all) {
+      if (h.valid() && pool->release(h) != ReleaseStatus::ok) bad.fetch_add(1);
+    }
+    for (std::size_t c = 0; c < set->size(); ++c) {
+      if (set->pool(c).stats().in_use != 0 || !set->pool(c).audit().empty()) bad.fetch_add(1);
+    }
+    if (!pool->audit().empty()) bad.fetch_add(1);
+    pool.reset();  // destroyed while the workers hold magazines for it
+    set.reset();
+  }
+  // One more pool that outlives the workers: their exit flushes their caches back into it.
+  pool = std::make_unique<BufferPool>(256, 8);
+  {
+    std::vector<std::thread> late;
+    for (unsigned t = 0; t < n; ++t) {
+      late.emplace_back([&] {
+        BufferHandle a, b;
+        if (pool->try_acquire(a) != AcquireStatus::ok || pool->try_acquire(b) != AcquireStatus::ok) bad.fetch_add(1);
+        if (pool->release(a) != ReleaseStatus::ok || pool->release(b) != ReleaseStatus::ok) bad.fetch_add(1);
+      });
+    }
+    for (auto& th : late) th.join();
+  }
+  for (auto& th : workers) th.join();
+  CHECK_EQ(bad.load(), 0u);
+  CHECK_EQ(pool->stats().in_use, 0u);
+  CHECK_EQ(pool->stats().available, 8u);
+  CHECK_AUDIT(*pool);
+  pool.reset();
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // --serve
 // ---------------------------------------------------------------------------------------------------------
 
@@ -660,6 +1020,11 @@ int main(int argc, char** argv) {
       {"stress: stats conservation", test_stress_stats_conservation},
       {"racing double release", test_racing_double_release},
       {"bounded-wait handoff stress", test_wait_handoff_stress},
+      {"cache stress: full speed, handoffs, high water", test_cache_stress},
+      {"never falsely exhausted with buffers in other caches", test_never_falsely_exhausted},
+      {"parked cache is stolen", test_parked_cache_is_stolen},
+      {"racing double release into caches", test_racing_double_release_cached},
+      {"pool lifetimes with thread caches", test_pool_lifetimes_with_caches},
   };
   int passed = 0, failed = 0;
   for (const Test& t : tests) {
