@@ -27,6 +27,9 @@
 // Each environment shuts down the back-ends it created at teardown (pending ops complete with aborted,
 // the epoll threads are joined); a back-end whose JS object is collected is shut down as well.
 #include "sockets.h"
+#ifdef _WIN32
+#include "iocp_backend.h"
+#endif
 #include "pool_addon.h"
 
 #include <cmath>
@@ -299,6 +302,11 @@ Napi::Value CreateSocketBackend(const Napi::CallbackInfo& info) {
   const std::string name = Str(env, info[0], "name", "epoll");
   std::string why;
   std::unique_ptr<Backend> b;
+#ifdef _WIN32
+  if (name == "iocp") {
+    b = make_iocp_backend(why);  // native/iocp: AcceptEx/ConnectEx/WSARecv/WSASend on the kernel port
+  } else
+#endif
   if (name == "epoll") {
     b = make_epoll_backend(why);
   } else if (name == "uring") {

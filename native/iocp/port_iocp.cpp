@@ -5,13 +5,12 @@
 // A post carries a whole cpspec::Packet: PostQueuedCompletionStatus takes (bytes, key, OVERLAPPED*), so each
 // post allocates a small record that starts with an OVERLAPPED and holds the packet. The record comes back as
 // lpOverlapped and is freed when it is dequeued, or by close() when it drains the queue.
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
+//
+// Socket I/O of the IOCP back-end (iocp_backend.cpp) completes to the same kernel port: its OVERLAPPEDs are
+// iocp::IoRecords (iocp_port.h, another magic), converted into packets by the back-end's callback when they
+// are dequeued; a callback may swallow an intermediate kernel packet, and the dequeue then waits on.
+#include "iocp_port.h"
+#include <winternl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +27,15 @@
 namespace cpspec {
 
 namespace {
+
+// The Win32 error for the NTSTATUS a socket operation left in OVERLAPPED::Internal (ntdll's
+// RtlNtStatusToDosError, looked up at run time so no build needs to link ntdll).
+DWORD win32_error_of(NTSTATUS st) {
+  using Fn = ULONG(WINAPI*)(NTSTATUS);
+  static const Fn fn = reinterpret_cast<Fn>(reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "RtlNtStatusToDosError")));
+  if (st >= 0) return 0;
+  return fn != nullptr ? fn(st) : ERROR_GEN_FAILURE;
+}
 
 
 constexpr std::uint64_t kRecordMagic = 0x6370737065637031ull;  // "cpspecp1"
@@ -96,14 +104,25 @@ struct Port::Impl {
   std::atomic<std::size_t> in_call{0};  // threads between the closed check and the return of the dequeue
   std::atomic<std::size_t> waiting{0};  // threads inside the kernel dequeue call
   std::atomic<std::size_t> running{0};  // see ThreadAssociation
+  std::atomic<std::size_t> io_pending{0};  // socket I/O in flight to this port (iocp_port.h)
 
-  // Converts one dequeued entry into a packet and frees its record.
-  void take(OVERLAPPED* ov, ULONG_PTR key, DWORD bytes, Packet& out) {
+  // Converts one dequeued entry into a packet and frees its record (a post), or hands a socket operation's
+  // record to its back-end. Returns false when there is no packet for the caller (the back-end swallowed an
+  // intermediate kernel packet).
+  bool take(OVERLAPPED* ov, ULONG_PTR key, DWORD bytes, Packet& out) {
     if (ov == nullptr) {  // a packet posted by someone else with a NULL overlapped
       out = Packet{};
       out.key = key;
       out.bytes = bytes;
-      return;
+      return true;
+    }
+    auto* io = reinterpret_cast<iocp::IoRecord*>(ov);
+    if (io->magic == iocp::kIoRecordMagic) {
+      const auto st = static_cast<NTSTATUS>(ov->Internal);
+      const DWORD err = win32_error_of(st);
+      io_pending.fetch_sub(1, std::memory_order_relaxed);
+      out = Packet{};
+      return io->on_complete(io, key, bytes, err, closed.load(std::memory_order_acquire), out);
     }
     auto* rec = reinterpret_cast<PostRecord*>(ov);
     if (rec->magic != kRecordMagic) {  // not ours: report it rather than reading garbage
@@ -111,7 +130,7 @@ struct Port::Impl {
       out.key = key;
       out.bytes = bytes;
       out.status = Status::invalid;
-      return;
+      return true;
     }
     out = rec->packet;
     out.key = key;
@@ -119,6 +138,7 @@ struct Port::Impl {
     rec->magic = 0;
     delete rec;
     queued.fetch_sub(1, std::memory_order_relaxed);
+    return true;
   }
 };
 
@@ -145,6 +165,10 @@ struct ThreadAssociation {
     impl = p->impl_.get();
     impl->running.fetch_add(1, std::memory_order_relaxed);
   }
+
+  // The implementation's own access to a port (ThreadAssociation is the friend port.h declares): the
+  // accessors of iocp_port.h.
+  static Port::Impl& impl_of(Port& p) noexcept { return *p.impl_; }
 
   // Per-thread state lives in a fiber-local slot whose callback runs at thread exit (like the kernel, which
   // ends the association when the thread exits). Not a C++ thread_local: with mingw-w64's emulated TLS, a
@@ -247,7 +271,7 @@ DequeueKind Port::dequeue_many(Packet* out, std::size_t max, std::size_t& n, std
       err = ok ? 0 : GetLastError();
       I.waiting.fetch_sub(1, std::memory_order_relaxed);
       if (ok || ov != nullptr) {  // a packet; with ok == FALSE a failed-I/O packet (status in the record)
-        I.take(ov, key, bytes, out[0]);
+        if (!I.take(ov, key, bytes, out[0])) continue;  // swallowed by its socket back-end: wait on
         n = 1;
         a.hold(this);
         return DequeueKind::packet;
@@ -258,10 +282,12 @@ DequeueKind Port::dequeue_many(Packet* out, std::size_t max, std::size_t& n, std
       err = ok ? 0 : GetLastError();
       I.waiting.fetch_sub(1, std::memory_order_relaxed);
       if (ok && removed > 0) {
+        std::size_t got = 0;
         for (ULONG i = 0; i < removed; ++i) {
-          I.take(entries[i].lpOverlapped, entries[i].lpCompletionKey, entries[i].dwNumberOfBytesTransferred, out[i]);
+          if (I.take(entries[i].lpOverlapped, entries[i].lpCompletionKey, entries[i].dwNumberOfBytesTransferred, out[got])) ++got;
         }
-        n = removed;
+        if (got == 0) continue;  // every entry was swallowed by its socket back-end: wait on
+        n = got;
         a.hold(this);
         return DequeueKind::packet;
       }
@@ -295,21 +321,26 @@ std::vector<Packet> Port::close() {
   // returns nothing even with packets queued, so keep waiting (briefly) until the count of our records
   // reaches zero: either this thread gets a slot (it is the most recent waiter) or the running threads take
   // the packets themselves. Bounded, so a thread that never comes back cannot hang close().
+  // Socket I/O still in flight (iocp_port.h) is waited for only briefly: a socket left open with a receive
+  // pending would otherwise hold close() up; its record is then never returned (a bounded leak).
   std::vector<OVERLAPPED_ENTRY> entries(64);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto started = std::chrono::steady_clock::now();
+  const auto give_up = started + std::chrono::seconds(10);
+  const auto give_up_io = started + std::chrono::milliseconds(250);
   for (;;) {
     ULONG removed = 0;
-    const DWORD wait = I.queued.load(std::memory_order_relaxed) > 0 ? 10 : 0;
+    const bool io_left = I.io_pending.load(std::memory_order_relaxed) > 0 && std::chrono::steady_clock::now() < give_up_io;
+    const DWORD wait = I.queued.load(std::memory_order_relaxed) > 0 || io_left ? 10 : 0;
     const BOOL ok = GetQueuedCompletionStatusEx(I.handle, entries.data(), static_cast<ULONG>(entries.size()), &removed, wait, FALSE);
     if (ok && removed > 0) {
       for (ULONG i = 0; i < removed; ++i) {
         Packet p;
-        I.take(entries[i].lpOverlapped, entries[i].lpCompletionKey, entries[i].dwNumberOfBytesTransferred, p);
-        left.push_back(p);
+        if (I.take(entries[i].lpOverlapped, entries[i].lpCompletionKey, entries[i].dwNumberOfBytesTransferred, p)) left.push_back(p);
       }
       continue;
     }
-    if (I.queued.load(std::memory_order_relaxed) == 0 || std::chrono::steady_clock::now() >= give_up) break;
+    const bool io_wait = I.io_pending.load(std::memory_order_relaxed) > 0 && std::chrono::steady_clock::now() < give_up_io;
+    if ((I.queued.load(std::memory_order_relaxed) == 0 && !io_wait) || std::chrono::steady_clock::now() >= give_up) break;
   }
 
   // Wake every waiter (ERROR_ABANDONED_WAIT_0) and make later calls fail, then keep new ports from taking
@@ -346,6 +377,13 @@ void Port::detach_current_thread() {
   OVERLAPPED* ov = nullptr;
   GetQueuedCompletionStatus(parking_port(), &bytes, &key, &ov, 0);
 }
+
+namespace iocp {
+DWORD error_of(const OVERLAPPED& ov) noexcept { return win32_error_of(static_cast<NTSTATUS>(ov.Internal)); }
+HANDLE port_handle(Port& p) noexcept { return ThreadAssociation::impl_of(p).handle; }
+void io_issued(Port& p) noexcept { ThreadAssociation::impl_of(p).io_pending.fetch_add(1, std::memory_order_relaxed); }
+void io_retired(Port& p) noexcept { ThreadAssociation::impl_of(p).io_pending.fetch_sub(1, std::memory_order_relaxed); }
+}  // namespace iocp
 
 std::size_t Port::running() const { return impl_->running.load(std::memory_order_relaxed); }
 std::size_t Port::queued() const { return impl_->queued.load(std::memory_order_relaxed); }

@@ -53,7 +53,7 @@ export type { Addon, AddonPort } from './addon.ts';
 export const NATIVE_NAME = 'cpspec-native';
 
 export interface NativeTargetOptions {
-  /** 'epoll' or 'uring' (rejected with 'unsupported' where io_uring cannot run); default: the best available. */
+  /** 'epoll' or 'uring' on Linux (rejected with 'unsupported' where io_uring cannot run), 'iocp' on Windows; default: the best available. */
   backend?: string;
 }
 
@@ -239,7 +239,7 @@ class NativeTarget implements Target {
   }
 
   private hasSockets(): boolean {
-    return (this.backend === 'epoll' || this.backend === 'uring') && typeof (this.addon as SocketAddon).createSocketBackend === 'function';
+    return (this.backend === 'epoll' || this.backend === 'uring' || this.backend === 'iocp') && typeof (this.addon as SocketAddon).createSocketBackend === 'function';
   }
 
   /** The target's socket back-end, created on first use (and again after reset). */
@@ -400,8 +400,12 @@ function whyOf(e: unknown): string {
  */
 export async function createNativeTarget(opts: NativeTargetOptions = {}): Promise<Target> {
   const backend = opts.backend;
-  if (backend !== undefined && backend !== 'epoll' && backend !== 'uring') {
-    throw new TargetError('unsupported', `unknown native back-end '${backend}' (available: epoll, uring)`);
+  if (backend !== undefined && backend !== 'epoll' && backend !== 'uring' && backend !== 'iocp') {
+    throw new TargetError('unsupported', `unknown native back-end '${backend}' (available: epoll, uring, iocp)`);
+  }
+  if (backend === 'iocp' && process.platform !== 'win32') throw new TargetError('unsupported', 'the iocp back-end runs on Windows only');
+  if ((backend === 'epoll' || backend === 'uring') && process.platform === 'win32') {
+    throw new TargetError('unsupported', `the ${backend} back-end runs on Linux only`);
   }
   let addon: Addon;
   try {
@@ -410,6 +414,11 @@ export async function createNativeTarget(opts: NativeTargetOptions = {}): Promis
     throw new TargetError('unsupported', (e as Error)?.message ?? String(e));
   }
   const create = (addon as SocketAddon).createSocketBackend;
+  if (process.platform === 'win32') {
+    // The Windows addon: the kernel completion port and the IOCP socket back-end (native/iocp).
+    if (typeof create !== 'function') throw new TargetError('unsupported', 'this addon has no socket back-ends (createSocketBackend)');
+    return new NativeTarget(addon, 'iocp', create('iocp'));
+  }
   if (backend === 'epoll') return new NativeTarget(addon, 'epoll');
   if (typeof create !== 'function') {
     if (backend === 'uring') throw new TargetError('unsupported', 'this addon has no socket back-ends (createSocketBackend)');
