@@ -41,28 +41,39 @@ const FUZZ_FLAGS: FlagSpec[] = [
   { name: 'replay', kind: 'string' },
   { name: 'save', kind: 'string' },
   { name: 'echo', kind: 'string' },
+  { name: 'suite', kind: 'string' },
   { name: 'help', kind: 'boolean' },
 ];
 
 const FUZZ_HELP = `Usage: cpspec fuzz [options]
 
-Model-based fuzzing of a target's completion port: random scenarios of port creation, posts, polls,
-batch polls, waiting dequeues and closes, with invariants checked after every step (FIFO allowing for
-waiters in flight, nothing delivered twice or unposted, close hands back the rest in order) and at the
-end (every waiter settles; every packet delivered exactly once). A failure is shrunk to a minimal
-scenario, printed, and saved as a runnable JSON repro.
+Model-based fuzzing of a target, in suites of random JSON scenarios with invariants checked after every
+step and at the end:
+  port      port creation, posts, polls, batch polls, waiting dequeues and closes (FIFO allowing for
+            waiters in flight, nothing delivered twice or unposted, close hands back the rest in order;
+            every waiter settles, every packet delivered exactly once)
+  sockets   listen/connect/accept/send/recv (zero-length probes too)/shutdown/close (graceful and
+            abortive)/cancel between sockets of the target, and buffer pools (acquire, release: held,
+            double, foreign; stats): every operation completes exactly once, received bytes are a prefix
+            of the bytes sent, in order, pools conserve buffers, nothing leaks at the end
+  framing   streams cut, corrupted and limit-changed through the target's framing codec, checked
+            against the whole-buffer oracle of FRAMING.md
+A failure is shrunk to a minimal scenario, printed, and saved as a runnable JSON repro.
 
   --target T          as for cpspec run (default native)
-  --time D            time budget: 60s, 2m, 500ms
-  --runs N            number of scenarios (default 200 when no --time)
+  --suite S           port, sockets, framing, a comma-separated list, or all (default all); suites the
+                      target cannot run are skipped with the reason
+  --time D            time budget, split between the suites: 60s, 2m, 500ms
+  --runs N            number of scenarios per suite (default 200 when no --time)
   --seed S            seed (printed by every run); with --path, replays one failing run
   --path P            fast-check replay path (printed with a failure)
-  --replay FILE       replays a saved repro (or a corpus file) against the target
+  --replay FILE       replays a saved repro (or a corpus file) against the target (its suite is in the file)
   --save DIR          where failures are saved (default .cpspec/fuzz-failures)
   --echo HOST:PORT    instead: framing fuzz against a live echo endpoint (random frame streams written
                       with random segmentation; what comes back must decode to exactly what was sent)
 
-Exit codes: 0 no failure; 1 a failure was found (or a replay failed); 2 bad options or no target.
+Exit codes: 0 no failure; 1 a failure was found (or a replay failed); 2 bad options, no target, or no
+selected suite can run on the target.
 `;
 
 const MAIN_HELP = `${RUNNER_NAME} ${RUNNER_VERSION}: conformance suite for completion-port I/O
@@ -70,7 +81,7 @@ const MAIN_HELP = `${RUNNER_NAME} ${RUNNER_VERSION}: conformance suite for compl
 Usage:
   cpspec run  [options]    run the selected cases against a target
   cpspec list [options]    list the selected cases without running them
-  cpspec fuzz [options]    model-based fuzzing of a target's completion port
+  cpspec fuzz [options]    model-based fuzzing of a target (port, sockets and pools, framing)
   cpspec <command> --help  options of a command
   cpspec --version
 
@@ -299,8 +310,10 @@ async function fuzzCommand(p: Parsed, io: Io): Promise<number> {
   const runs = str(p, 'runs');
   const seed = str(p, 'seed');
   let timeMs: number | undefined;
+  let suites: ReturnType<typeof fuzz.parseSuites>;
   try {
     timeMs = time === undefined ? undefined : fuzz.parseDuration(time);
+    suites = fuzz.parseSuites(str(p, 'suite'));
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -310,33 +323,57 @@ async function fuzzCommand(p: Parsed, io: Io): Promise<number> {
     if (!Number.isSafeInteger(n)) throw new UsageError(`--${what} must be an integer, got '${v}'`);
     return n;
   };
+  const runsN = num(runs, 'runs');
+  const seedN = num(seed, 'seed');
   const tty = Boolean((process.stderr as { isTTY?: boolean }).isTTY);
   let last = 0;
-  const result = await fuzz.fuzzPort({
-    target,
-    makeTarget,
-    runs: num(runs, 'runs'),
-    timeMs,
-    seed: num(seed, 'seed'),
-    path: str(p, 'path'),
-    saveDir: resolve(str(p, 'save') ?? '.cpspec/fuzz-failures'),
-    progress: (line) => {
-      // A rewritten line on a terminal; every 5 s in CI logs.
-      if (tty) io.err(`\r${line}   `);
-      else if (Date.now() - last >= 5000) {
-        last = Date.now();
-        io.err(`${line}\n`);
-      }
-    },
-  });
-  if (tty) io.err('\n');
-  if (!result.failed) {
-    io.out(`fuzz ${target}: ${result.runs} runs, no failure (seed ${result.seed})\n`);
-    return 0;
+  const deadline = timeMs === undefined ? undefined : Date.now() + timeMs;
+  let failed = 0;
+  let skipped = 0;
+  for (let i = 0; i < suites.length; i++) {
+    const suite = suites[i];
+    // The time budget is split between the suites still to run (a skipped suite leaves its share to the rest).
+    const share = deadline === undefined ? undefined : Math.max(1, Math.floor((deadline - Date.now()) / (suites.length - i)));
+    const result = await fuzz.fuzzSuite(suite, {
+      target,
+      makeTarget,
+      runs: runsN,
+      timeMs: share,
+      seed: seedN,
+      path: str(p, 'path'),
+      saveDir: resolve(str(p, 'save') ?? '.cpspec/fuzz-failures'),
+      progress: (line) => {
+        // A rewritten line on a terminal; every 5 s in CI logs.
+        if (tty) io.err(`\r${line}   `);
+        else if (Date.now() - last >= 5000) {
+          last = Date.now();
+          io.err(`${line}\n`);
+        }
+      },
+    });
+    if (tty && result.skipped === undefined) io.err('\n');
+    for (const n of result.notes) io.out(`note: ${n}\n`);
+    if (result.skipped !== undefined) {
+      skipped++;
+      io.out(`fuzz ${target} [${suite}]: skipped: ${result.skipped}\n`);
+      continue;
+    }
+    if (!result.failed) {
+      io.out(`fuzz ${target} [${suite}]: ${result.runs} runs, no failure (seed ${result.seed})\n`);
+      continue;
+    }
+    failed++;
+    const r = result.repro!;
+    io.out(
+      `fuzz ${target} [${suite}]: FAILURE after ${result.runs} runs\n  ${r.error}\n  seed ${r.seed}, path ${r.path}\n  minimal scenario:\n${fuzz.formatScenario(r.scenario)}\n  repro: ${result.reproFile}\n  replay: cpspec fuzz --target ${/\s/.test(target) ? `'${target}'` : target} --replay ${result.reproFile}\n`,
+    );
   }
-  const r = result.repro!;
-  io.out(`fuzz ${target}: FAILURE after ${result.runs} runs\n  ${r.error}\n  seed ${r.seed}, path ${r.path}\n  minimal scenario:\n${fuzz.formatScenario(r.scenario)}\n  repro: ${result.reproFile}\n  replay: cpspec fuzz --target ${/\s/.test(target) ? `'${target}'` : target} --replay ${result.reproFile}\n`);
-  return 1;
+  if (failed > 0) return 1;
+  if (skipped === suites.length) {
+    io.err(`cpspec: no selected fuzz suite can run on ${target}\n`);
+    return 2;
+  }
+  return 0;
 }
 
 async function echoFuzz(p: Parsed, endpoint: string, io: Io): Promise<number> {

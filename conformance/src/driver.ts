@@ -26,8 +26,12 @@ import {
   type SendOptions,
   type SocketAddress,
   type SocketApi,
+  type SessionStats,
   type SocketFaults,
   type SocketId,
+  type FramingApi,
+  type FramingFault,
+  type WireFrame,
 } from '../../reference/src/target.ts';
 import { LineSplitter, LineTooLongError, TailBuffer, clip } from './lines.ts';
 import { PROTOCOL_VERSION, RUNNER_NAME, RUNNER_VERSION } from './version.ts';
@@ -493,6 +497,67 @@ export class DriverTarget implements Target, FailingTarget {
       if (faults?.failNth !== undefined) p.failNth = faults.failNth;
       await this.call('socket.setFaults', p);
     },
+    limitSessions: async (listener, options) => {
+      const p: Record<string, unknown> = { socket: listener, max: options?.max };
+      if (options?.fullMessage !== undefined) {
+        const m = options.fullMessage;
+        if (!(m instanceof Uint8Array)) throw new TargetError('invalid', `socket.limitSessions: fullMessage must be a Uint8Array, got ${String(m)}`);
+        p.fullMessage = Buffer.from(m.buffer, m.byteOffset, m.byteLength).toString('base64');
+      }
+      await this.call('socket.limitSessions', p);
+    },
+    sessionStats: async (listener) => {
+      const r = (await this.call('socket.sessionStats', { socket: listener })) as SessionStats;
+      const keys = ['max', 'active', 'refused'] as const;
+      if (typeof r !== 'object' || r === null || !keys.every((k) => typeof r[k] === 'number')) throw shape('socket.sessionStats', r);
+      return { max: r.max, active: r.active, refused: r.refused };
+    },
+  };
+
+  /** The framing codec over the protocol's framing.* methods (capability 'framing'); bytes travel as base64. */
+  readonly framing: FramingApi = {
+    createDecoder: async (options = {}) => {
+      const p: Record<string, unknown> = {};
+      if (options?.maxSize !== undefined) p.maxSize = options.maxSize;
+      if (options?.types !== undefined) p.types = Array.isArray(options.types) ? options.types : Array.from(options.types as Iterable<number>);
+      const r = (await this.call('framing.createDecoder', p)) as { decoder?: unknown };
+      if (typeof r !== 'object' || r === null || typeof r.decoder !== 'number') throw shape('framing.createDecoder', r);
+      return r.decoder;
+    },
+    feed: async (decoder, chunk) => framesAndFault('framing.feed', await this.call('framing.feed', { decoder, data: toBase64('framing.feed', chunk) })),
+    setMaxSize: async (decoder, maxSize) => {
+      await this.call('framing.setMaxSize', { decoder, maxSize });
+    },
+    end: async (decoder) => faultOf('framing.end', ((await this.call('framing.end', { decoder })) as { error?: unknown })?.error),
+    destroyDecoder: async (decoder) => {
+      await this.call('framing.destroyDecoder', { decoder });
+    },
+    encode: async (frames) => bytesOf('framing.encode', await this.call('framing.encode', { frames: framesJson('framing.encode', frames) })),
+    encodeBatch: async (frames, options = {}) => {
+      const p: Record<string, unknown> = { frames: framesJson('framing.encodeBatch', frames) };
+      if (options?.compress !== undefined) p.compress = options.compress;
+      if (options?.level !== undefined) p.level = options.level;
+      return bytesOf('framing.encodeBatch', await this.call('framing.encodeBatch', p));
+    },
+    decodeBatch: async (payload, options = {}) => {
+      const p: Record<string, unknown> = { data: toBase64('framing.decodeBatch', payload) };
+      if (options?.maxDecompressed !== undefined) p.maxDecompressed = options.maxDecompressed;
+      if (options?.maxCount !== undefined) p.maxCount = options.maxCount;
+      return framesAndFault('framing.decodeBatch', await this.call('framing.decodeBatch', p));
+    },
+    writeAll: async (bytes, script) => {
+      const r = (await this.call('framing.writeAll', { data: toBase64('framing.writeAll', bytes), script })) as {
+        done?: unknown;
+        offset?: unknown;
+        error?: unknown;
+        written?: unknown;
+        resumes?: unknown;
+      };
+      if (typeof r !== 'object' || r === null || typeof r.done !== 'boolean' || typeof r.offset !== 'number' || typeof r.resumes !== 'number') {
+        throw shape('framing.writeAll', r);
+      }
+      return { done: r.done, offset: r.offset, error: faultOf('framing.writeAll', r.error), written: fromBase64Strict('framing.writeAll', r.written), resumes: r.resumes };
+    },
   };
 
   async reset(): Promise<void> {
@@ -540,6 +605,54 @@ function opOf(method: string, r: unknown): OpId {
   const o = r as { op?: unknown };
   if (typeof o !== 'object' || o === null || typeof o.op !== 'number') throw shape(method, r);
   return o.op;
+}
+
+// ---- framing.* values (PROTOCOL.md, "Framing") --------------------------------------------------------------
+
+function toBase64(method: string, b: Uint8Array): string {
+  if (!(b instanceof Uint8Array)) throw new TargetError('invalid', `${method}: bytes must be a Uint8Array, got ${String(b)}`);
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+}
+
+function fromBase64Strict(method: string, s: unknown): Uint8Array {
+  if (typeof s !== 'string' || !isBase64(s)) throw new TargetError('protocol', `the driver's ${method} result holds bytes that are not base64: ${clip(JSON.stringify(s) ?? 'undefined', 100)}`);
+  const b = Buffer.from(s, 'base64');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function framesJson(method: string, frames: WireFrame[]): unknown {
+  if (!Array.isArray(frames)) throw new TargetError('invalid', `${method}: frames must be an array`);
+  return frames.map((f) =>
+    typeof f === 'object' && f !== null && f.payload instanceof Uint8Array ? { type: f.type, sequence: f.sequence, playerId: f.playerId, payload: toBase64(method, f.payload) } : f,
+  );
+}
+
+function bytesOf(method: string, r: unknown): Uint8Array {
+  const o = r as { data?: unknown };
+  if (typeof o !== 'object' || o === null) throw shape(method, r);
+  return fromBase64Strict(method, o.data);
+}
+
+function faultOf(method: string, e: unknown): FramingFault | null {
+  if (e === null) return null;
+  const f = e as Partial<FramingFault>;
+  if (typeof f !== 'object' || typeof f.code !== 'string' || typeof f.offset !== 'number') {
+    throw new TargetError('protocol', `the driver's ${method} result holds a malformed codec error: ${clip(JSON.stringify(e) ?? 'undefined', 300)}`);
+  }
+  return f as FramingFault;
+}
+
+function framesAndFault(method: string, r: unknown): { frames: WireFrame[]; error: FramingFault | null } {
+  const o = r as { frames?: unknown; error?: unknown };
+  if (typeof o !== 'object' || o === null || !Array.isArray(o.frames)) throw shape(method, r);
+  const frames = o.frames.map((x): WireFrame => {
+    const f = x as { type?: unknown; sequence?: unknown; playerId?: unknown; payload?: unknown };
+    if (typeof f !== 'object' || f === null || typeof f.type !== 'number' || typeof f.sequence !== 'number' || typeof f.playerId !== 'number') {
+      throw new TargetError('protocol', `the driver's ${method} result holds a malformed frame: ${clip(JSON.stringify(x) ?? 'undefined', 300)}`);
+    }
+    return { type: f.type, sequence: f.sequence, playerId: f.playerId, payload: fromBase64Strict(method, f.payload) };
+  });
+  return { frames, error: faultOf(method, o.error) };
 }
 
 /** Standard padded base64 (a linear scan: a regular expression overflows the stack on megabytes). */

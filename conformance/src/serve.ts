@@ -10,6 +10,7 @@ import {
   type Status,
   type Target,
   type Trace,
+  type WireFrame,
 } from '../../reference/src/target.ts';
 import { LineTooLongError } from './lines.ts';
 import { PROTOCOL_VERSION } from './version.ts';
@@ -207,6 +208,111 @@ async function socketMethod(target: Target, method: string, p: Params): Promise<
       await s.setFaults(int(p, 'socket'), faults);
       return {};
     }
+    case 'socket.limitSessions': {
+      if (!s.limitSessions) throw new RpcFailure(ERR.method, 'method not found: socket.limitSessions (the target has no session limits)');
+      const opts: { max: number; fullMessage?: Uint8Array } = { max: int(p, 'max') };
+      if (p.fullMessage !== undefined) {
+        const b = typeof p.fullMessage === 'string' ? fromBase64(p.fullMessage) : undefined;
+        if (b === undefined) throw new RpcFailure(ERR.params, '"fullMessage" must be a base64 string');
+        opts.fullMessage = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      }
+      await s.limitSessions(int(p, 'socket'), opts);
+      return {};
+    }
+    case 'socket.sessionStats':
+      if (!s.sessionStats) throw new RpcFailure(ERR.method, 'method not found: socket.sessionStats (the target has no session limits)');
+      return await s.sessionStats(int(p, 'socket'));
+    default:
+      throw new RpcFailure(ERR.method, `method not found: ${method}`);
+  }
+}
+
+const FRAMING_METHODS = new Set([
+  'framing.createDecoder',
+  'framing.feed',
+  'framing.setMaxSize',
+  'framing.end',
+  'framing.destroyDecoder',
+  'framing.encode',
+  'framing.encodeBatch',
+  'framing.decodeBatch',
+  'framing.writeAll',
+]);
+
+function b64(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+}
+
+function bytesParam(p: Params, name: string): Uint8Array {
+  const v = p[name];
+  const b = typeof v === 'string' ? fromBase64(v) : undefined;
+  if (b === undefined) throw new RpcFailure(ERR.params, `"${name}" must be a base64 string`);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function framesParam(p: Params): WireFrame[] {
+  if (!Array.isArray(p.frames)) throw new RpcFailure(ERR.params, '"frames" must be an array');
+  return p.frames.map((f, i) => {
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new RpcFailure(ERR.params, `"frames[${i}]" must be an object`);
+    const q = f as Params;
+    // Field values are the codec's to judge (it rejects them 'invalid'); only the JSON types are checked here.
+    return { type: int(q, 'type'), sequence: int(q, 'sequence'), playerId: int(q, 'playerId'), payload: bytesParam(q, 'payload') };
+  });
+}
+
+function framesJson(frames: WireFrame[]): object[] {
+  return frames.map((f) => ({ type: f.type, sequence: f.sequence, playerId: f.playerId, payload: b64(f.payload) }));
+}
+
+/** framing.* over target.framing (PROTOCOL.md, "Framing"); -32601 when the target has no framing. */
+async function framingMethod(target: Target, method: string, p: Params): Promise<unknown> {
+  const f = target.framing;
+  if (!f) throw new RpcFailure(ERR.method, `method not found: ${method} (the target has no framing)`);
+  switch (method) {
+    case 'framing.createDecoder': {
+      const o: { maxSize?: number; types?: number[] } = {};
+      if (p.maxSize !== undefined) o.maxSize = int(p, 'maxSize');
+      if (p.types !== undefined) {
+        if (!Array.isArray(p.types)) throw new RpcFailure(ERR.params, '"types" must be an array');
+        o.types = p.types as number[];
+      }
+      return { decoder: await f.createDecoder(o) };
+    }
+    case 'framing.feed': {
+      const r = await f.feed(int(p, 'decoder'), bytesParam(p, 'data'));
+      return { frames: framesJson(r.frames), error: r.error };
+    }
+    case 'framing.setMaxSize':
+      await f.setMaxSize(int(p, 'decoder'), int(p, 'maxSize'));
+      return {};
+    case 'framing.end':
+      return { error: await f.end(int(p, 'decoder')) };
+    case 'framing.destroyDecoder':
+      await f.destroyDecoder(int(p, 'decoder'));
+      return {};
+    case 'framing.encode':
+      return { data: b64(await f.encode(framesParam(p))) };
+    case 'framing.encodeBatch': {
+      const o: { compress?: boolean; level?: number } = {};
+      const compress = optBool(p, 'compress');
+      if (compress !== undefined) o.compress = compress;
+      if (p.level !== undefined) o.level = int(p, 'level');
+      return { data: b64(await f.encodeBatch(framesParam(p), o)) };
+    }
+    case 'framing.decodeBatch': {
+      const o: { maxDecompressed?: number; maxCount?: number } = {};
+      if (p.maxDecompressed !== undefined) o.maxDecompressed = int(p, 'maxDecompressed');
+      if (p.maxCount !== undefined) o.maxCount = int(p, 'maxCount');
+      const r = await f.decodeBatch(bytesParam(p, 'data'), o);
+      return { frames: framesJson(r.frames), error: r.error };
+    }
+    case 'framing.writeAll': {
+      if (!Array.isArray(p.script) || !p.script.every((x) => x === 'again' || (Number.isSafeInteger(x) && (x as number) >= 0))) {
+        throw new RpcFailure(ERR.params, '"script" must be an array of byte counts (safe integers >= 0) and "again"');
+      }
+      const r = await f.writeAll(bytesParam(p, 'data'), p.script as Array<number | 'again'>);
+      return { done: r.done, offset: r.offset, error: r.error, written: b64(r.written), resumes: r.resumes };
+    }
     default:
       throw new RpcFailure(ERR.method, `method not found: ${method}`);
   }
@@ -266,6 +372,7 @@ async function dispatch(target: Target, method: string, p: Params): Promise<unkn
     }
     default:
       if (method.startsWith('socket.')) return await socketMethod(target, method, p);
+      if (FRAMING_METHODS.has(method)) return await framingMethod(target, method, p);
       throw new RpcFailure(ERR.method, `method not found: ${method}`);
   }
 }

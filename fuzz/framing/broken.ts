@@ -4,6 +4,8 @@
 // headers under the current limit.)
 import { FramingError, HEADER_SIZE, MAX_FRAME_SIZE, readU16, readU32, type Frame } from '../../reference/src/framing/wire.ts';
 import type { DecoderOptions, FeedResult, StreamDecoder } from '../../reference/src/framing/decoder.ts';
+import { CodecFramingApi, tsCodec } from '../../reference/src/framing/api.ts';
+import type { Target } from '../../reference/src/target.ts';
 
 export type Bug =
   /** Rejects size == 12 as "smaller than the header" (`<=` for `<`): header-only frames break. */
@@ -105,4 +107,25 @@ export class BrokenDecoder implements StreamDecoder {
     this.#closedAt = this.#base;
     return null;
   }
+}
+
+/**
+ * A target whose framing codec decodes with a BrokenDecoder (everything else is `inner`'s): what the
+ * framing suite of `cpspec fuzz` must catch (test/fuzz/framing.test.ts).
+ */
+export function brokenFramingTarget(inner: Target, bug: Bug): Target {
+  const framing = new CodecFramingApi({ ...tsCodec, newDecoder: (o) => new BrokenDecoder(bug, o) });
+  return new Proxy(inner, {
+    get(t, prop, receiver) {
+      if (prop === 'framing') return framing;
+      if (prop === 'reset') {
+        return async () => {
+          framing.reset();
+          await t.reset();
+        };
+      }
+      const v = Reflect.get(t, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
 }

@@ -32,17 +32,28 @@
 // The buffer pools (native/pool), where the build has them (the Windows-only build does not yet).
 #define CPSPEC_DRIVER_POOL 1
 #include "buffer_pool.h"
+#include "recv_pool.h"
 #endif
 #include "json.h"
 #include "port.h"
 #include "workers.h"
 
-#if defined(__linux__)
-// The socket back-ends (native/epoll, native/uring) exist on Linux only; elsewhere the driver declares no
-// sockets (the Windows back-end is not served by the driver yet).
+#if __has_include("framing.h")
+// The framing codec (native/framing), where the build has it (the Windows-only driver build does not):
+// framing.* methods (framing_rpc.cpp).
+#define CPSPEC_DRIVER_FRAMING 1
+#include "framing_rpc.h"
+#endif
+
+#if defined(__linux__) || defined(_WIN32)
+// The socket back-ends: native/epoll and native/uring on Linux, native/iocp on Windows; elsewhere the
+// driver declares no sockets.
 #define CPSPEC_DRIVER_SOCKETS 1
 #include "backend.h"
 #include "sockets_common.h"
+#endif
+#if defined(_WIN32)
+#include "iocp_backend.h"  // make_iocp_backend, iocp_backend_note (native/iocp)
 #endif
 
 #ifdef _WIN32
@@ -81,6 +92,7 @@ Options:
   --version                    print the driver and protocol version and exit
   --backend epoll|uring        (Linux) the socket back-end; default: uring when io_uring can run here,
                                else epoll (info() says which and why)
+  --backend iocp               (Windows) the socket back-end, the only one there (the default)
 
 Fault injection (to test a runner against a broken driver; may be repeated to combine faults):
   --fault=drop-every:N         port.post silently drops every Nth posted packet (answers {} but queues
@@ -114,6 +126,10 @@ struct Faults {
 };
 
 Faults g_faults;
+
+#ifdef CPSPEC_DRIVER_FRAMING
+cpspec::driver::FramingRpc g_framing;  // served inline on the reader thread only
+#endif
 
 #ifdef CPSPEC_DRIVER_SOCKETS
 std::string g_backend_name;              // "epoll" or "uring": chosen in main()
@@ -343,6 +359,7 @@ Value packet_to_json(const cpspec::Packet& p) {
                            {"nativeError", p.native_error}});
   if (p.op != 0) v.set("op", p.op);
   if (p.socket != 0) v.set("socket", p.socket);
+  if (p.buffer != cpspec::kNoPoolBuffer) v.set("buffer", p.buffer);
 #ifdef CPSPEC_DRIVER_SOCKETS
   // The data of a recv completion: kept by the back-end that owns the op until taken, once.
   std::vector<std::uint8_t> data;
@@ -392,7 +409,7 @@ class Driver {
 
 #ifdef CPSPEC_DRIVER_POOL
   // Buffer pools (pool.*). pool.acquire with a wait runs on a thread of its own (see handle_line).
-  std::shared_ptr<cpspec::pool::BufferPool> pool_lookup(const Value& params, const char* what);
+  std::shared_ptr<cpspec::RecvPool> pool_lookup(const Value& params, const char* what);
   Result m_pool_create(const Value& params);
   Result m_pool_release(const Value& params);
   Result m_pool_stats(const Value& params);
@@ -415,6 +432,8 @@ class Driver {
   Result m_socket_cancel(const Value& params);
   Result m_socket_set_buffers(const Value& params);
   Result m_socket_set_faults(const Value& params);
+  Result m_socket_limit_sessions(const Value& params);
+  Result m_socket_session_stats(const Value& params);
 
   std::mutex sockets_mu_;
   std::shared_ptr<cpspec::Backend> backend_;
@@ -424,7 +443,7 @@ class Driver {
 
 #ifdef CPSPEC_DRIVER_POOL
   std::mutex pools_mu_;
-  std::map<std::int64_t, std::shared_ptr<cpspec::pool::BufferPool>> pools_;
+  std::map<std::int64_t, std::shared_ptr<cpspec::RecvPool>> pools_;
   std::int64_t next_pool_ = 1;
 #endif
 
@@ -575,12 +594,15 @@ Result Driver::m_info(const Value&) {
 #ifdef CPSPEC_DRIVER_POOL
   caps.push_back("pool");
 #endif
+#ifdef CPSPEC_DRIVER_FRAMING
+  caps.push_back("framing");
+#endif
   Value notes = Value::array();
 #ifdef _WIN32
   notes.push_back("kernel completion port");
 #endif
 #ifdef CPSPEC_DRIVER_SOCKETS
-  for (const char* c : {"sockets", "sockets.zero-length-probe", "sockets.partial-send-mode", "fault-injection"}) {
+  for (const char* c : {"sockets", "sockets.zero-length-probe", "sockets.partial-send-mode", "fault-injection", "pool.sessions"}) {
     caps.push_back(c);
   }
   if (!g_backend_note.empty()) notes.push_back(g_backend_note);
@@ -605,6 +627,9 @@ Result Driver::m_reset(const Value&) {
 #ifdef CPSPEC_DRIVER_POOL
   destroy_pools();
 #endif
+#ifdef CPSPEC_DRIVER_FRAMING
+  g_framing.reset();
+#endif
   return {Value::object(), {}};
 }
 
@@ -614,7 +639,7 @@ Result Driver::m_reset(const Value&) {
 // Buffer pools
 // ---------------------------------------------------------------------------------------------------------
 
-std::shared_ptr<cpspec::pool::BufferPool> Driver::pool_lookup(const Value& params, const char* what) {
+std::shared_ptr<cpspec::RecvPool> Driver::pool_lookup(const Value& params, const char* what) {
   const Value& v = require(params, what, "pool", Type::number);
   std::int64_t id = 0;
   const bool is_int = v.get_integer(id);
@@ -632,9 +657,10 @@ Result Driver::m_pool_create(const Value& params) {
           static_cast<std::uint64_t>(count) > cpspec::pool::kMaxSlabBytes) {
     throw invalid_value(std::string(what) + ": bufferSize x count exceeds 2^36 bytes");
   }
-  std::shared_ptr<cpspec::pool::BufferPool> pool;
+  std::shared_ptr<cpspec::RecvPool> pool;
   try {
-    pool = std::make_shared<cpspec::pool::BufferPool>(static_cast<std::size_t>(size), static_cast<std::uint32_t>(count));
+    pool = std::make_shared<cpspec::RecvPool>(
+        std::make_shared<cpspec::pool::BufferPool>(static_cast<std::size_t>(size), static_cast<std::uint32_t>(count)));
   } catch (const std::invalid_argument& e) {
     throw invalid_value(std::string(what) + ": " + e.what());
   } catch (const std::bad_alloc&) {
@@ -646,9 +672,9 @@ Result Driver::m_pool_create(const Value& params) {
   return {Value::object({{"pool", id}}), {}};
 }
 
-Result pool_acquire(const std::shared_ptr<cpspec::pool::BufferPool>& pool, std::int64_t wait_ms) {
+Result pool_acquire(const std::shared_ptr<cpspec::RecvPool>& pool, std::int64_t wait_ms) {
   cpspec::pool::BufferHandle h;
-  const auto st = pool->acquire(h, static_cast<std::uint32_t>(wait_ms));
+  const auto st = pool->buffers().acquire(h, static_cast<std::uint32_t>(wait_ms));
   if (st == cpspec::pool::AcquireStatus::ok) return {Value::object({{"kind", "buffer"}, {"id", h.index}}), {}};
   return {Value::object({{"kind", "exhausted"}}), {}};
 }
@@ -677,7 +703,7 @@ Result Driver::m_pool_stats(const Value& params) {
 }
 
 void Driver::destroy_pools() {
-  std::map<std::int64_t, std::shared_ptr<cpspec::pool::BufferPool>> pools;
+  std::map<std::int64_t, std::shared_ptr<cpspec::RecvPool>> pools;
   std::lock_guard<std::mutex> lock(pools_mu_);
   pools.swap(pools_);
   next_pool_ = 1;
@@ -708,6 +734,9 @@ Result Driver::m_pool_destroy(const Value& params) {
 constexpr std::int64_t kMaxSafe = kTwo53 - 1;
 
 std::unique_ptr<cpspec::Backend> make_backend(const std::string& name, std::string& why) {
+#if defined(_WIN32)
+  if (name == "iocp") return cpspec::make_iocp_backend(why);
+#endif
   if (name == "uring") return cpspec::make_uring_backend(why);
   if (name == "epoll") return cpspec::make_epoll_backend(why);
   why = "unknown back-end '" + name + "'";
@@ -808,17 +837,15 @@ Result Driver::m_socket_recv(const Value& params) {
   const auto s = socket_param(params, what);
   const auto length = static_cast<std::uint32_t>(int_param(params, what, "length", 0, 2147483647));
   const auto token = u53_param(params, what, "token");
-  if (const Value* pv = optional(params, what, "pool", Type::number)) {
-#ifdef CPSPEC_DRIVER_POOL
-    std::int64_t id = 0;
-    if (pv->get_integer(id)) {
-      std::lock_guard<std::mutex> lock(pools_mu_);
-      if (pools_.find(id) == pools_.end()) throw target_error("not-found", std::string(what) + ": unknown pool " + describe(*pv));
-    }
-#endif
-    throw target_error("unsupported", std::string(what) + ": pool-backed receives are not supported by this driver yet");
-  }
   cpspec::OpId op = 0;
+  if (optional(params, what, "pool", Type::number) != nullptr) {
+#ifdef CPSPEC_DRIVER_POOL
+    check(sockets()->recv_pooled(s, length, pool_lookup(params, what), token, op), what);
+    return {Value::object({{"op", op}}), {}};
+#else
+    throw target_error("unsupported", std::string(what) + ": this driver has no buffer pools");
+#endif
+  }
   check(sockets()->recv(s, length, token, op), what);
   return {Value::object({{"op", op}}), {}};
 }
@@ -890,6 +917,26 @@ Result Driver::m_socket_set_faults(const Value& params) {
   }
   check(sockets()->set_faults(s, f), what);
   return {Value::object(), {}};
+}
+
+Result Driver::m_socket_limit_sessions(const Value& params) {
+  const char* what = "socket.limitSessions";
+  const auto s = socket_param(params, what);
+  const auto max = static_cast<std::uint32_t>(int_param(params, what, "max", 0, 0xFFFFFFFF));
+  std::vector<std::uint8_t> message;
+  if (const Value* mv = optional(params, what, "fullMessage", Type::string)) {
+    if (!base64_decode(mv->as_string(), message)) throw invalid_params(std::string(what) + ": 'fullMessage' is not base64");
+  }
+  check(sockets()->set_session_limit(s, max, message), what);
+  return {Value::object(), {}};
+}
+
+Result Driver::m_socket_session_stats(const Value& params) {
+  const char* what = "socket.sessionStats";
+  const auto s = socket_param(params, what);
+  cpspec::SessionStats st;
+  check(sockets()->session_stats(s, st), what);
+  return {Value::object({{"max", st.max}, {"active", st.active}, {"refused", st.refused}}), {}};
 }
 
 #endif  // CPSPEC_DRIVER_SOCKETS
@@ -1116,6 +1163,7 @@ bool Driver::handle_line(std::string_view line) {
       h = &Driver::m_pool_destroy;
     } else if (method == "pool.acquire") {
       auto pool = pool_lookup(*params, "pool.acquire");
+      if (pool->bound()) throw invalid_value("pool.acquire: the pool serves pool-backed receives: its buffers come only through them");
       const auto wait = int_param_or(*params, "pool.acquire", "waitMs", 0, kMaxTimeoutMs, 0);
       if (wait == 0) {
         Result r = pool_acquire(pool, 0);
@@ -1146,6 +1194,21 @@ bool Driver::handle_line(std::string_view line) {
       h = &Driver::m_socket_set_buffers;
     } else if (method == "socket.setFaults") {
       h = &Driver::m_socket_set_faults;
+    } else if (method == "socket.limitSessions") {
+      h = &Driver::m_socket_limit_sessions;
+    } else if (method == "socket.sessionStats") {
+      h = &Driver::m_socket_session_stats;
+#endif
+#ifdef CPSPEC_DRIVER_FRAMING
+    } else if (cpspec::driver::FramingRpc::is_method(method)) {
+      Value v;
+      try {
+        v = g_framing.call(method, *params);
+      } catch (const cpspec::driver::FramingRpcError& e) {
+        throw e.params ? invalid_params(e.message) : invalid_value(e.message);
+      }
+      if (notify) respond(id, Result{std::move(v), {}});
+      return true;
 #endif
     } else if (method == "shutdown") {
       if (notify) respond(id, Result{Value::object(), {}});
@@ -1248,10 +1311,17 @@ int main(int argc, char** argv) {
       } else {
         v = std::string(arg.substr(10));
       }
+#if defined(_WIN32)
+      if (v != "iocp") {
+        std::fprintf(stderr, "cpspec-driver: unknown back-end '%s' (available: iocp)\n", v.c_str());
+        return 2;
+      }
+#else
       if (v != "epoll" && v != "uring") {
         std::fprintf(stderr, "cpspec-driver: unknown back-end '%s' (available: epoll, uring)\n", v.c_str());
         return 2;
       }
+#endif
       g_backend_name = v;
       continue;
     }
@@ -1263,6 +1333,16 @@ int main(int argc, char** argv) {
 #ifdef CPSPEC_DRIVER_SOCKETS
   {
     std::string why;
+#if defined(_WIN32)
+    // Windows: the one socket back-end is the kernel's own (native/iocp).
+    if (g_backend_name.empty()) g_backend_name = "iocp";
+    g_first_backend = make_backend(g_backend_name, why);
+    if (!g_first_backend) {
+      std::fprintf(stderr, "cpspec-driver: cannot start the %s socket back-end: %s\n", g_backend_name.c_str(), why.c_str());
+      return 2;
+    }
+    g_backend_note = cpspec::iocp_backend_note();
+#else
     if (g_backend_name.empty()) {
       g_first_backend = cpspec::make_uring_backend(why);
       if (g_first_backend) {
@@ -1280,6 +1360,7 @@ int main(int argc, char** argv) {
       }
       g_backend_note = "socket back-end " + g_backend_name + " (--backend)";
     }
+#endif
   }
 #endif
 
@@ -1336,3 +1417,4 @@ int main(int argc, char** argv) {
   if (!all_done) std::_Exit(0);  // threads still running: skip destructors they might race with
   return 0;
 }
+

@@ -215,8 +215,8 @@ describe('protocol', () => {
     expect(probe.result).toBeUndefined();
     const info = await d.ok('info');
     expect(info).toMatchObject({ name: 'cpspec-native-driver', version: '0.1.0' });
-    const sockets = process.platform === 'linux' ? ['sockets', 'sockets.zero-length-probe', 'sockets.partial-send-mode', 'fault-injection'] : [];
-    expect(info.capabilities).toEqual(['port', 'port.batch', 'workers', 'workers.blocking-region', 'workers.real-threads', 'pool', ...sockets]);
+    const sockets = process.platform === 'linux' ? ['sockets', 'sockets.zero-length-probe', 'sockets.partial-send-mode', 'fault-injection', 'pool.sessions'] : [];
+    expect(info.capabilities).toEqual(['port', 'port.batch', 'workers', 'workers.blocking-region', 'workers.real-threads', 'pool', 'framing', ...sockets]);
     expect(Number.isInteger(info.hardwareThreads) && info.hardwareThreads >= 1).toBe(true);
     // The socket back-end (sockets.test.ts checks the choice and its note).
     if (process.platform === 'linux') expect(['uring', 'epoll']).toContain(info.backend);

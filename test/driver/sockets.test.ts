@@ -280,11 +280,19 @@ for (const args of [[], ['--backend', 'epoll']]) {
       await c.ok('socket.close', { socket: l.socket });
       const conn = await c.ok('socket.connect', { port, key: 4, token: 8, remotePort: l.address.port });
       expect(await c.packet(port)).toMatchObject({ op: conn.op, key: 4, token: 8, status: 'refused' });
-      // A pool-backed recv is not served yet: unsupported (or not-found for an unknown pool).
+      // Pool-backed recv: not on a listener, not as a probe, not with an unknown pool; session limits only
+      // on listeners, with a base64 message of at most 4096 bytes.
       const { pool } = await c.ok('pool.create', { bufferSize: 64, count: 1 });
       const s = await c.ok('socket.listen', { port, key: 1 });
-      expectCode(await c.err('socket.recv', { socket: s.socket, length: 1, token: 0, pool }), 'unsupported');
+      expectCode(await c.err('socket.recv', { socket: s.socket, length: 1, token: 0, pool }), 'invalid');
       expectCode(await c.err('socket.recv', { socket: s.socket, length: 1, token: 0, pool: 77 }), 'not-found');
+      const conn2 = await c.ok('socket.connect', { port, key: 5, token: 9, remotePort: s.address.port });
+      expectCode(await c.err('socket.recv', { socket: conn2.socket, length: 0, token: 0, pool }), 'invalid');
+      expectCode(await c.err('socket.limitSessions', { socket: conn2.socket, max: 1 }), 'invalid');
+      expect((await c.err('socket.limitSessions', { socket: s.socket, max: 1, fullMessage: '!!' })).code).toBe(-32602);
+      expectCode(await c.err('socket.limitSessions', { socket: s.socket, max: 1, fullMessage: Buffer.alloc(5000).toString('base64') }), 'invalid');
+      expect(await c.ok('socket.limitSessions', { socket: s.socket, max: 3, fullMessage: 'RlVMTA==' })).toEqual({});
+      expect(await c.ok('socket.sessionStats', { socket: s.socket })).toEqual({ max: 3, active: 0, refused: 0 });
     });
 
     it('reset shuts the sockets down: pending operations complete aborted before the ports close', async () => {

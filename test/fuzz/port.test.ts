@@ -1,18 +1,17 @@
 // The port fuzzer: it finds nothing on the good targets, it catches deliberately broken ports and shrinks
-// them to a small scenario, and every saved repro in fuzz/corpus/ is replayed as a named regression test.
+// them to a small scenario; and the `cpspec fuzz` command (suites, budgets, repros, replay). The corpus
+// (fuzz/corpus/) is replayed by ./corpus.test.ts.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Target } from '../../reference/src/target.ts';
+import { describe, expect, test } from 'vitest';
 import { createModelTarget } from '../../reference/src/model/index.ts';
 import { createNativeTarget } from '../../native/js/target.ts';
 import { fuzzPort, readRepro, replay } from '../../fuzz/cli.ts';
+import type { PortScenario } from '../../fuzz/port.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
-const corpusDir = path.join(root, 'fuzz', 'corpus');
-const corpus = readdirSync(corpusDir).filter((f) => f.endsWith('.json')).sort();
 const save = () => mkdtempSync(path.join(tmpdir(), 'cpspec-fuzz-'));
 
 describe('port fuzzer on good targets', () => {
@@ -39,7 +38,7 @@ describe('port fuzzer on deliberately broken ports', () => {
       const r = await fuzzPort({ target: 'model-broken', makeTarget: async () => createModelTarget(options), runs: 500, seed: 7, saveDir: dir });
       expect(r.failed).toBe(true);
       expect(r.repro!.error).toMatch(message);
-      expect(r.repro!.scenario.ops.length).toBeLessThanOrEqual(6);
+      expect((r.repro!.scenario as PortScenario).ops.length).toBeLessThanOrEqual(6);
       // The saved file is a runnable repro: it fails on the broken port and passes on the good ones.
       const saved = readRepro(r.reproFile!);
       await expect(replay(createModelTarget(options), saved)).rejects.toThrow(message);
@@ -48,44 +47,31 @@ describe('port fuzzer on deliberately broken ports', () => {
   }
 });
 
-describe('fuzz corpus replay', () => {
-  const targets: Array<[string, () => Promise<Target>]> = [
-    ['model', async () => createModelTarget()],
-    ['native', () => createNativeTarget()],
-  ];
-  for (const [name, make] of targets) {
-    describe(name, () => {
-      let t: Target;
-      beforeAll(async () => {
-        t = await make();
-      });
-      afterAll(async () => {
-        await t.dispose();
-      });
-      for (const file of corpus) {
-        test(file.replace(/\.json$/, ''), async () => {
-          const r = readRepro(path.join(corpusDir, file));
-          expect(r.why, `${file} must say why it is kept`).toBeTruthy();
-          // Interleavings matter on real threads: replay each one many times.
-          for (let i = 0; i < (name === 'native' ? 200 : 1); i++) await replay(t, r);
-        });
-      }
-    });
-  }
-});
-
 describe('cpspec fuzz', () => {
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, [path.join(root, 'conformance/bin/cpspec.js'), 'fuzz', ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
 
-  test('a clean run exits 0 and says how many runs and which seed', () => {
-    const r = cli('--target', 'model', '--runs', '50', '--seed', '3');
+  test('a clean run exits 0 and says how many runs and which seed, for every suite (default all)', () => {
+    const r = cli('--target', 'model', '--runs', '20', '--seed', '3');
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/50 runs, no failure \(seed 3\)/);
+    for (const suite of ['port', 'sockets', 'framing']) expect(r.stdout).toMatch(new RegExp(`\\[${suite}\\]: 20 runs, no failure \\(seed 3\\)`));
+    // A deviation the sockets suite tolerates is said, never silent.
+    expect(r.stdout).not.toMatch(/known deviation/); // none is tolerated today (fuzz/sockets.ts KNOWN_DEVIATIONS)
+  });
+  test('--suite picks suites; --time is split between them', () => {
+    const one = cli('--target', 'model', '--suite', 'port', '--runs', '10', '--seed', '3');
+    expect(one.status, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/\[port\]: 10 runs/);
+    expect(one.stdout).not.toMatch(/\[sockets\]|\[framing\]/);
+    const t0 = Date.now();
+    const two = cli('--target', 'model', '--suite', 'framing,sockets', '--time', '1s', '--seed', '4');
+    expect(two.status, two.stderr).toBe(0);
+    expect(two.stdout).toMatch(/\[framing\]: \d+ runs, no failure[\s\S]*\[sockets\]: \d+ runs, no failure/);
+    expect(Date.now() - t0).toBeLessThan(15_000);
   });
   test('a broken target exits 1 with the seed, path, minimal scenario and a repro that replays', () => {
     const dir = save();
-    const r = cli('--target', 'model:drop-on-close', '--runs', '200', '--seed', '5', '--save', dir);
+    const r = cli('--target', 'model:drop-on-close', '--suite', 'port', '--runs', '200', '--seed', '5', '--save', dir);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/FAILURE/);
     expect(r.stdout).toMatch(/seed 5, path /);
@@ -95,6 +81,8 @@ describe('cpspec fuzz', () => {
     expect(cli('--target', 'model', '--replay', file).status).toBe(0);
   });
   test('bad options exit 2', () => {
+    expect(cli('--suite', 'everything').status).toBe(2);
+    expect(cli('--suite', 'everything').stderr).toMatch(/unknown fuzz suite 'everything'/);
     expect(cli('--time', 'soon').status).toBe(2);
     expect(cli('--replay', path.join(root, 'package.json')).status).toBe(2);
     expect(cli('--bogus').status).toBe(2);

@@ -58,9 +58,7 @@ const targets: TargetCase[] = [
   {
     name: 'driver (native, standalone)',
     spec: () => `driver:${driverPath()}`,
-    lacks: {
-      framing: 'the driver protocol has no framing methods yet (issue #6)',
-    },
+    lacks: {},
   },
 ];
 
