@@ -4,7 +4,8 @@
 // bench/echo-node-server.mjs, started here), all driven by the same C++ load client.
 //
 // usage: node bench/echo.ts [--json] [--reps N] [--quick] [--seconds S]
-//   Arguments go to the benchmark binary, plus --node-port with the Node server's port. The table (or JSON with
+//   Arguments go to the benchmark binary, plus --node-port and --node-pid with the Node server's port and pid
+//   (the binary pins the Node server's threads on the same CPUs as its own servers'; --no-pin turns that off). The table (or JSON with
 //   --json) is printed on stdout; build output and progress go to stderr. The target is printed PASS/MISS,
 //   never asserted. The Node server is always killed on exit (also on errors, SIGINT and SIGTERM).
 //
@@ -106,7 +107,9 @@ async function main(): Promise<number> {
     return 1;
   }
   try {
-    return await runBinary(bin, [...args, '--node-port', String(server.port)]);
+    // The pid lets the benchmark pin the Node server's threads exactly like its own servers' (see Placement
+    // in native/bench/echo_bench.cpp).
+    return await runBinary(bin, [...args, '--node-port', String(server.port), '--node-pid', String(server.child.pid)]);
   } finally {
     killAll();
   }

@@ -1,9 +1,10 @@
 // cpspec-bench-echo: TCP echo servers on 127.0.0.1 driven by one load client, all in the same run.
 //
 // Servers under test (each on 127.0.0.1, an ephemeral port):
-//   epoll     cpspec's epoll Backend + a Port, 2 worker threads dequeuing completions (dequeue_many),
+//   epoll     cpspec's epoll Backend + a Port, N worker threads dequeuing completions (dequeue_many; N = the CPUs
+//             the servers get, at most 4: see Placement),
 //             proactor style as in the seeds' IOCP servers: recv completes -> send the same bytes -> send
-//             completes -> recv again. Runs inside this process, on its own threads (2 workers + the
+//             completes -> recv again. Runs inside this process, on its own threads (N workers + the
 //             back-end's epoll thread).
 //   io_uring  the same server on make_uring_backend(), when that back-end is linked in and can run here.
 //             make_uring_backend is declared weak below, so this file links whether or not the uring sources
@@ -15,18 +16,25 @@
 // connections x 64 B and 4 KiB messages, every connection does request -> response round trips with one
 // message outstanding, checking that every echoed byte is exact. After connecting (in batches, each batch
 // confirmed by one round trip) and a warm-up, round trips are counted for a fixed duration; latency is per
-// round trip (send of the first byte -> last byte received). Servers are measured interleaved point by point,
-// so a drift in machine load hits all of them alike. msgs/s = completed round trips per second; MB/s = the
+// round trip (send of the first byte -> last byte received). Servers are measured interleaved point by point
+// and, with --reps, run by run, so a drift in machine load hits all of them alike. msgs/s = completed round trips per second; MB/s = the
 // payload one way (msgs/s x size). Ratios: "x/node" > 1 = cpspec better (throughput: x / node; latency:
 // node / x). Target (reported, never asserted): both back-ends ahead of Node's net at every point, where
 // "ahead" = more msgs/s and a lower p99. Exit status 1 only when a correctness check fails (wrong bytes, a
 // server dropping a connection) or no server could be measured.
 //
-// usage: cpspec-bench-echo [--json] [--reps N] [--quick] [--node-port N] [--seconds S]
+// Placement (unless --no-pin, and with at least 2 CPUs): the load client thread on the first CPU, every
+// server on the other CPUs -- both in-process servers' threads and every thread of the Node process (its pid
+// comes as --node-pid) -- and the cpspec servers use one port worker per server CPU (at most 4). If the Node
+// server cannot be pinned, nothing is.
+//
+// usage: cpspec-bench-echo [--json] [--reps N] [--quick] [--node-port N] [--node-pid N] [--no-pin] [--seconds S]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -77,12 +85,17 @@ using Clock = std::chrono::steady_clock;
 
 const char* const kName = "cpspec-bench-echo";
 const char* const kUsage =
-    "usage: cpspec-bench-echo [--json] [--reps N] [--quick] [--node-port N] [--seconds S]\n"
+    "usage: cpspec-bench-echo [--json] [--reps N] [--quick] [--node-port N] [--node-pid N] [--no-pin]\n"
+    "                         [--only epoll|uring|node] [--conns N] [--seconds S]\n"
     "  --json         print the results as one JSON object instead of a table\n"
     "  --reps N       runs per measurement, best msgs/s reported (default 1; 1..100)\n"
     "  --quick        short runs (a smoke test: numbers are not meaningful)\n"
     "  --node-port N  the port of a Node `net` echo server on 127.0.0.1 (bench/echo.ts starts one);\n"
     "                 without it the Node column is not measured\n"
+    "  --node-pid N   that server's process id, so it is pinned like the cpspec servers (see --no-pin)\n"
+    "  --only NAME    measure only that server (epoll, uring or node; for profiling)\n"
+    "  --conns N      measure only N connections (for profiling)\n"
+    "  --no-pin       do not pin: by default the client runs on the first CPU and every server on the others\n"
     "  --seconds S    measured duration per point (default 2; --quick: 0.25)\n";
 
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -94,7 +107,7 @@ double secs(Clock::duration d) { return std::chrono::duration<double>(d).count()
 // ---------------------------------------------------------------------------------------------------------
 class CpspecEchoServer {
  public:
-  static constexpr unsigned kWorkers = 2;
+  explicit CpspecEchoServer(unsigned workers) : workers_n_(std::max(1u, workers)) {}
   static constexpr int kAccepts = 16;
   static constexpr std::uint32_t kRecvSize = 8192;
   enum : std::uint64_t { kAccept = 0, kRecv = 1, kSend = 2 };
@@ -106,7 +119,7 @@ class CpspecEchoServer {
   // Takes a started back-end; returns false (why set) when it cannot listen.
   bool start(std::unique_ptr<Backend> be, std::string& why) {
     be_ = std::move(be);
-    port_ = Port::create(kWorkers);
+    port_ = Port::create(workers_n_);
     std::uint16_t bound = 0;
     Sync r = be_->listen(port_, kListenKey, "127.0.0.1", 0, 4096, listener_, bound);
     if (!r.ok()) {
@@ -121,7 +134,7 @@ class CpspecEchoServer {
         return false;
       }
     }
-    for (unsigned i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { work(); });
+    for (unsigned i = 0; i < workers_n_; ++i) workers_.emplace_back([this] { work(); });
     port_number_ = bound;
     return true;
   }
@@ -197,6 +210,7 @@ class CpspecEchoServer {
     }
   }
 
+  unsigned workers_n_ = 1;
   std::unique_ptr<Backend> be_;
   std::shared_ptr<Port> port_;
   SocketId listener_ = 0;
@@ -511,11 +525,95 @@ std::string fmt_x(double x) {
   return b;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// CPU placement, the same for every server (like with like): the load client gets the first CPU this
+// process may use, every server the others -- the in-process servers' threads (back-end thread + workers)
+// and every thread of the Node process alike. Without it the client shares its core with the in-process
+// servers' threads (but not with the Node process's), and the scheduler's choices decide the numbers.
+// Fewer than 2 CPUs, or --no-pin: nothing is pinned.
+// ---------------------------------------------------------------------------------------------------------
+struct Placement {
+  bool pinned = false;
+  cpu_set_t client{};
+  cpu_set_t servers{};
+  int client_cpu = -1;
+  unsigned server_cpus = 1;  // CPUs the servers may use (also: the native servers' worker count)
+  std::string what;          // a description for the report
+};
+
+std::string cpu_list(const cpu_set_t& set) {
+  std::string out;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &set)) continue;
+    int e = c;
+    while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, &set)) ++e;
+    if (!out.empty()) out += ",";
+    out += e == c ? std::to_string(c) : std::to_string(c) + "-" + std::to_string(e);
+    c = e;
+  }
+  return out;
+}
+
+Placement plan_placement(bool want) {
+  Placement pl;
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  if (::sched_getaffinity(0, sizeof all, &all) != 0) {
+    pl.what = "not pinned (sched_getaffinity failed)";
+    return pl;
+  }
+  const int n = CPU_COUNT(&all);
+  pl.server_cpus = static_cast<unsigned>(std::max(1, n - (n >= 2 ? 1 : 0)));
+  if (!want || n < 2) {
+    pl.what = want ? "not pinned (fewer than 2 CPUs)" : "not pinned (--no-pin)";
+    if (n >= 1) pl.server_cpus = static_cast<unsigned>(n);
+    return pl;
+  }
+  CPU_ZERO(&pl.client);
+  CPU_ZERO(&pl.servers);
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &all)) continue;
+    if (pl.client_cpu < 0) {
+      pl.client_cpu = c;
+      CPU_SET(c, &pl.client);
+    } else {
+      CPU_SET(c, &pl.servers);
+    }
+  }
+  pl.pinned = true;
+  pl.what = "client on CPU " + std::to_string(pl.client_cpu) + ", every server on CPU " + cpu_list(pl.servers);
+  return pl;
+}
+
+// Pins the calling thread (threads it creates later inherit the mask).
+bool pin_this_thread(const cpu_set_t& set) { return ::sched_setaffinity(0, sizeof set, &set) == 0; }
+
+// Pins every thread of process pid; false if any could not be pinned.
+bool pin_process(int pid, const cpu_set_t& set) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool ok = true;
+  int n = 0;
+  while (dirent* e = ::readdir(d)) {
+    const int tid = std::atoi(e->d_name);
+    if (tid <= 0) continue;
+    ++n;
+    if (::sched_setaffinity(tid, sizeof set, &set) != 0) ok = false;
+  }
+  ::closedir(d);
+  return ok && n > 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   // Our own options first; the rest go to the shared parser.
   int node_port = 0;
+  int node_pid = 0;
+  bool pin = true;
+  std::string only;    // measure only this server (epoll, uring, node)
+  int only_conns = 0;  // only this connection count
   double seconds = -1;
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -526,6 +624,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: bad --node-port '%s'\n%s", kName, argv[i], kUsage);
         return 2;
       }
+    } else if (a == "--node-pid" && i + 1 < argc) {
+      node_pid = std::atoi(argv[++i]);
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--conns" && i + 1 < argc) {
+      only_conns = std::atoi(argv[++i]);
+    } else if (a == "--no-pin") {
+      pin = false;
     } else if (a == "--seconds" && i + 1 < argc) {
       seconds = std::atof(argv[++i]);
       if (!(seconds > 0 && seconds <= 30)) {
@@ -544,7 +650,7 @@ int main(int argc, char** argv) {
   const int reps = opts.reps;
   const double measure_s = seconds > 0 ? seconds : opts.quick ? 0.25 : 2.0;
   const double warm_s = opts.quick ? 0.05 : 0.3;
-  const std::vector<int> conn_counts = {1, 64, 1000};
+  const std::vector<int> conn_counts = only_conns > 0 ? std::vector<int>{only_conns} : std::vector<int>{1, 64, 1000};
   const std::vector<std::size_t> sizes = {64, 4096};
   {
     // Per point and server: connect (~0.5 s at worst for 1000) + warm-up + measurement.
@@ -577,12 +683,20 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Placement: the in-process servers' threads inherit the server CPUs from this thread; then this thread
+  // (the load client) moves to its own CPU.
+  Placement place = plan_placement(pin);
+  if (place.pinned && !pin_this_thread(place.servers)) {
+    place.pinned = false;
+    place.what = "not pinned (sched_setaffinity failed)";
+  }
+  const unsigned workers = std::min(4u, place.server_cpus);
   Server servers[3] = {Server("epoll", "epoll"), Server("uring", "io_uring"), Server("node", "Node net")};
   {
     std::string why;
     auto be = make_epoll_backend(why);
     if (be) {
-      servers[0].native = std::make_unique<CpspecEchoServer>();
+      servers[0].native = std::make_unique<CpspecEchoServer>(workers);
       if (servers[0].native->start(std::move(be), why)) {
         servers[0].available = true;
         servers[0].port = servers[0].native->port();
@@ -598,7 +712,7 @@ int main(int argc, char** argv) {
     std::string why;
     auto be = uring_factory(why);
     if (be) {
-      servers[1].native = std::make_unique<CpspecEchoServer>();
+      servers[1].native = std::make_unique<CpspecEchoServer>(workers);
       if (servers[1].native->start(std::move(be), why)) {
         servers[1].available = true;
         servers[1].port = servers[1].native->port();
@@ -612,6 +726,36 @@ int main(int argc, char** argv) {
   } else {
     servers[2].why = "no --node-port given (run through bench/echo.ts)";
   }
+  if (place.pinned) {
+    if (servers[2].available && !(node_pid > 0 && pin_process(node_pid, place.servers))) {
+      // The Node server cannot be placed like the others: place nobody rather than compare unlike things.
+      cpu_set_t all;
+      CPU_ZERO(&all);
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &place.client) || CPU_ISSET(c, &place.servers)) CPU_SET(c, &all);
+      for (auto& s : servers) s.native.reset();  // restarted below, unpinned
+      place.pinned = false;
+      place.what = node_pid > 0 ? "not pinned (cannot pin the Node server's threads)" : "not pinned (no --node-pid)";
+      pin_this_thread(all);
+      for (int si = 0; si < 2; ++si) {
+        if (!servers[si].available) continue;
+        std::string why;
+        auto be = si == 0 ? make_epoll_backend(why) : make_uring_backend(why);
+        servers[si].available = false;
+        if (be) {
+          servers[si].native = std::make_unique<CpspecEchoServer>(workers);
+          if (servers[si].native->start(std::move(be), why)) {
+            servers[si].available = true;
+            servers[si].port = servers[si].native->port();
+          }
+        }
+        if (!servers[si].available) servers[si].why = "restart failed: " + why;
+      }
+    } else if (!pin_this_thread(place.client)) {
+      place.what += " (the client could not be pinned)";
+    }
+  }
+  note("%s: placement: %s; %u worker thread(s) per cpspec server\n", kName, place.what.c_str(), workers);
   for (const Server& s : servers)
     if (!s.available) note("%s: %s: %s\n", kName, s.name, s.why.c_str());
 
@@ -622,35 +766,47 @@ int main(int argc, char** argv) {
   for (int conns : conn_counts) {
     for (std::size_t size : sizes) {
       Point pt{conns, size, {}};
+      // Repetitions are interleaved (rep 1 of every server, then rep 2, ...), so a drift in the machine's
+      // load hits every server alike; the best run of each is kept.
+      bool run_it[3] = {false, false, false};
+      bool failed[3] = {false, false, false};
       for (int si = 0; si < 3; ++si) {
         if (!servers[si].available) continue;
+        if (!only.empty() && only != servers[si].id) continue;
         if (conns >= 1000 && !big_ok) {
           pt.r[si].ran = true;
           pt.r[si].error = "skipped: RLIMIT_NOFILE too low";
           continue;
         }
-        note("  %-8s %4d conn x %-6s ...\n", servers[si].name, conns, size_name(size).c_str());
-        Result best;
-        for (int rep = 0; rep < reps; ++rep) {
+        run_it[si] = true;
+      }
+      for (int rep = 0; rep < reps; ++rep) {
+        for (int si = 0; si < 3; ++si) {
+          if (!run_it[si] || failed[si]) continue;
+          note("  %-8s %4d conn x %-6s (run %d of %d) ...\n", servers[si].name, conns, size_name(size).c_str(), rep + 1, reps);
           Result r;
           {
             Client c(servers[si].port, conns, size);
             r = c.run(warm_s, measure_s);
           }  // the client's sockets close here
           std::this_thread::sleep_for(std::chrono::milliseconds(conns >= 1000 ? 150 : 20));  // let the server close its side
+          Result& best = pt.r[si];
           if (!r.error.empty()) {
             best = r;
-            break;
+            failed[si] = true;
+            continue;
           }
           if (!best.ran || r.msgs_per_s > best.msgs_per_s) best = r;
         }
-        if (!best.error.empty()) {
+      }
+      for (int si = 0; si < 3; ++si) {
+        if (!run_it[si]) continue;
+        if (failed[si]) {
           correct = false;
-          std::fprintf(stderr, "%s: %s, %d conn x %s: %s\n", kName, servers[si].name, conns, size_name(size).c_str(), best.error.c_str());
+          std::fprintf(stderr, "%s: %s, %d conn x %s: %s\n", kName, servers[si].name, conns, size_name(size).c_str(), pt.r[si].error.c_str());
         } else {
           ++measured;
         }
-        pt.r[si] = best;
       }
       points.push_back(std::move(pt));
     }
@@ -680,8 +836,11 @@ int main(int argc, char** argv) {
     std::printf("{\"benchmark\":\"echo\",\"aggregate\":\"best\",\"reps\":%d,\"quick\":%s,\"hardwareThreads\":%u,"
                 "\"measureSeconds\":%.3f,\"warmupSeconds\":%.3f,\"seconds\":%.3f,\"correct\":%s,",
                 reps, opts.quick ? "true" : "false", hw, measure_s, warm_s, elapsed, correct ? "true" : "false");
-    std::printf("\"setup\":\"one load client thread in this process; epoll and io_uring servers in this process (2 workers "
-                "each + the back-end's thread); Node net server in a separate process\",");
+    std::printf("\"setup\":\"one load client thread in this process; epoll and io_uring servers in this process (%u worker(s) "
+                "each + the back-end's thread); Node net server in a separate process\",\"workers\":%u,\"placement\":",
+                workers, workers);
+    json_string(place.what);
+    std::printf(",");
     std::printf("\"fdLimitNote\":");
     if (fd_note.empty()) {
       std::printf("null");
@@ -733,10 +892,11 @@ int main(int argc, char** argv) {
   } else {
     std::printf("cpspec echo benchmark: request -> echo round trips on 127.0.0.1, one message outstanding per connection,\n"
                 "every echoed byte checked. One load client thread (in this process) drives every server; the epoll and\n"
-                "io_uring servers run in this process on their own threads (2 port workers + the back-end's thread), the\n"
-                "Node net server in a separate process. %u hardware threads shared by all. %.2f s measured per point after\n"
-                "%.2f s warm-up, best of %d. Ratios: > 1 = cpspec better (msgs/s: x/node; latency: node/x).\n",
-                hw, measure_s, warm_s, reps);
+                "io_uring servers run in this process on their own threads (%u port worker(s) + the back-end's thread), the\n"
+                "Node net server in a separate process. %u hardware threads; placement: %s.\n"
+                "%.2f s measured per point after %.2f s warm-up, best of %d. Ratios: > 1 = cpspec better (msgs/s: x/node;\n"
+                "latency: node/x).\n",
+                workers, hw, place.what.c_str(), measure_s, warm_s, reps);
     for (const Server& s : servers)
       if (!s.available) std::printf("  %s: %s\n", s.name, s.why.c_str());
     if (!fd_note.empty()) std::printf("  %s\n", fd_note.c_str());

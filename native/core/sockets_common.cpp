@@ -202,4 +202,27 @@ void refuse_connection(int fd, const std::vector<std::uint8_t>& message) noexcep
 }
 #endif
 
+void Outbox::release(std::unique_lock<std::mutex>& lk, DataMap& data, void (*after_unlock)(void*), void* arg) {
+  if (!lk.owns_lock()) return;
+  std::unique_lock<std::mutex> pg;
+  thread_local std::vector<Item> out;  // empty between calls; swapping keeps both capacities
+  if (!out_.empty()) {
+    out.swap(out_);
+    pg = std::unique_lock<std::mutex>(post_mu_);
+  }
+  lk.unlock();
+  if (after_unlock != nullptr) after_unlock(arg);
+  if (out.empty()) return;
+  std::vector<OpId> lost;  // allocates only when a port is closed
+  for (Item& it : out) {
+    if (!it.port->post(it.packet) && it.has_data) lost.push_back(it.packet.op);
+  }
+  pg.unlock();
+  out.clear();
+  if (lost.empty()) return;
+  lk.lock();
+  for (OpId id : lost) data.erase(id);  // the port is closed: nobody will ever take the data
+  lk.unlock();
+}
+
 }  // namespace cpspec::sockets

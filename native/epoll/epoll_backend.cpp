@@ -5,12 +5,16 @@
 //   Sockets are non-blocking, registered once, EDGE-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), so no
 //   epoll_ctl is ever needed to re-arm. Edge triggering is safe because every attempt runs until EAGAIN
 //   or until the queue is empty, and a new submission is attempted at once by the submitting thread (so
-//   readiness that arrived before the op was queued is never waited for). Level triggering would spin on
-//   EPOLLOUT for every idle connected socket.
+//   readiness that arrived before the op was queued is never waited for) -- unless that side's last call
+//   found EAGAIN and no epoll event for it came since (Sock::rd_ready/wr_ready): then the attempt would
+//   find EAGAIN again and the event that must come runs it. Level triggering would spin on EPOLLOUT for
+//   every idle connected socket.
+// - Completions are queued under the lock and posted to the port, in that order, as the lock is released
+//   (sockets::Outbox): a worker woken by a post never blocks at once on the lock of the thread that woke it.
 // - All socket system calls (non-blocking, so short) and all completions run under the back-end's one
 //   lock, on the submitting thread (first attempt) or on the epoll thread (after readiness). A completion
-//   is posted to the port under that lock, so completions of one socket are queued in the order they
-//   happened, and close/cancel cannot race with an op half-way through a system call.
+//   is queued under that lock (posted when it is released, in queue order), so completions of one socket
+//   are posted in the order they happened, and close/cancel cannot race with an op half-way through a system call.
 // - TCP_NODELAY on connected sockets, SO_REUSEADDR on listeners, MSG_NOSIGNAL on every send (a send to a
 //   reset peer is an error completion, never SIGPIPE).
 // - Per socket, FIFO queues: recv side (recv, probe, accept) and send side. Several sends are transmitted
@@ -84,27 +88,19 @@ using sockets::OpKind;
 // A recv allocates at most this much per call (it completes with whatever is available anyway).
 constexpr std::size_t kMaxRecvChunk = std::size_t{4} << 20;
 
-enum class SockKind : std::uint8_t { listener, stream };
+using sockets::SockKind;
 
-struct Sock {
-  SocketId id = 0;
-  int fd = -1;
-  SockKind kind = SockKind::stream;
-  std::shared_ptr<Port> port;
-  std::uint64_t key = 0;
-  std::unique_ptr<Op> connect_op;  // pending connect
-  bool connecting = false;         // connect() in progress (whether or not connect_op is still there)
+struct Sock : sockets::SockBase {
   int connect_error = 0;           // connect() failed at once with this connection error
-  bool eof = false;                // sticky end of stream
-  int error = 0;                   // sticky connection error (errno)
-  std::deque<std::unique_ptr<Op>> rq;  // recv, probe, accept
-  std::deque<std::unique_ptr<Op>> sq;  // send
-  FaultState faults;
-  sockets::SessionGate sessions;   // listener: its session limit
-  SocketId session_of = 0;         // accepted from a limited listener: that listener
+  // Whether an attempt on that side may find something: cleared when a call finds EAGAIN, set again by
+  // the next epoll event of the side (edge-triggered: any change after the EAGAIN brings one) and by
+  // shutdown(). An attempt while it is clear is skipped (it would find EAGAIN again: a wasted system call),
+  // unless fault injection is due to fail that very call.
+  bool rd_ready = true;
+  bool wr_ready = true;
 };
 
-class EpollBackend final : public Backend {
+class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
  public:
   EpollBackend() = default;
 
@@ -152,7 +148,7 @@ class EpollBackend final : public Backend {
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
     int fd = -1;
     if (Sync r = sockets::open_listener(host, bind_port, backlog, /*nonblocking=*/true, fd, bound_port); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     if (stopped_) {
       ::close(fd);
       return stopped_error();
@@ -160,20 +156,6 @@ class EpollBackend final : public Backend {
     Sync r = add_socket(fd, SockKind::listener, port, key, out);
     if (!r.ok()) ::close(fd);
     return r;
-  }
-
-  Sync accept(SocketId listener, std::uint64_t token, std::uint64_t new_key, OpId& op) override {
-    op = 0;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(listener);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(listener);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "accept: socket " + std::to_string(listener) + " is not a listener");
-    auto o = new_op(OpKind::accept, token);
-    o->new_key = new_key;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
   }
 
   Sync connect(const std::shared_ptr<Port>& port, std::uint64_t key, std::uint64_t token, const std::string& host,
@@ -185,7 +167,7 @@ class EpollBackend final : public Backend {
     sockaddr_storage ss;
     socklen_t len = 0;
     if (Sync r = sockets::open_stream_for(host, remote_port, /*nonblocking=*/true, fd, ss, len); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     if (stopped_) {
       ::close(fd);
       return stopped_error();
@@ -214,88 +196,20 @@ class EpollBackend final : public Backend {
     return sockets::sync_ok();
   }
 
-  Sync recv(SocketId id, std::uint32_t length, std::uint64_t token, OpId& op) override {
-    op = 0;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
-    auto o = new_op(length == 0 ? OpKind::probe : OpKind::recv, token);
-    o->length = length;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
-  Sync recv_pooled(SocketId id, std::uint32_t length, const std::shared_ptr<RecvPool>& pool, std::uint64_t token,
-                   OpId& op) override {
-    op = 0;
-    if (!pool) return sockets::sync_error(Status::invalid, EINVAL, "recv: no pool");
-    if (length == 0) return sockets::sync_error(Status::invalid, EINVAL, "recv: a pool-backed receive needs a length > 0");
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
-    if (!pool->bind(this)) return sockets::sync_error(Status::invalid, EINVAL, "recv: the pool serves receives of another back-end");
-    auto o = new_op(OpKind::recv, token);
-    o->length = length;
-    o->pool = pool;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
-  Sync set_session_limit(SocketId id, std::uint32_t max, const std::vector<std::uint8_t>& message) override {
-    if (Sync r = sockets::check_session_limit(message); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session limit: socket " + std::to_string(id) + " is not a listener");
-    s->sessions.max = max;
-    s->sessions.message = message;
-    return sockets::sync_ok();
-  }
-
-  Sync session_stats(SocketId id, SessionStats& out) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session stats: socket " + std::to_string(id) + " is not a listener");
-    out = s->sessions.stats();
-    return sockets::sync_ok();
-  }
-
-  Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
-    op = 0;
-    if (Sync r = sockets::check_send_args(data, n); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "send: socket " + std::to_string(id) + " is a listener");
-    auto o = new_op(OpKind::send, token);
-    o->data.assign(data, data + n);
-    o->partial = partial;
-    op = o->id;
-    s->sq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
   Sync shutdown(SocketId id, bool send_dir, bool recv_dir) override {
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (!send_dir && !recv_dir) return sockets::sync_ok();
     const int how = send_dir && recv_dir ? SHUT_RDWR : send_dir ? SHUT_WR : SHUT_RD;
     if (::shutdown(s->fd, how) != 0) return sockets::sync_errno(errno, "shutdown");
+    s->rd_ready = s->wr_ready = true;
     process(*s);  // a local SHUT_RD makes pending receives see end of stream
     return sockets::sync_ok();
   }
 
   Sync close(SocketId id, bool abortive) override {
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (abortive) {
@@ -310,7 +224,7 @@ class EpollBackend final : public Backend {
 
   Sync cancel(SocketId id, OpId op, bool& found) override {
     found = false;
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     Sock* s = find(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (op == 0) {
@@ -338,34 +252,9 @@ class EpollBackend final : public Backend {
     return sockets::sync_ok();
   }
 
-  Sync set_buffers(SocketId id, int send_bytes, int recv_bytes) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    return sockets::set_socket_buffers(s->fd, send_bytes, recv_bytes);
-  }
-
-  Sync set_faults(SocketId id, const SocketFaults& f) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (Sync r = sockets::check_faults(f); !r.ok()) return r;
-    s->faults.set(f);
-    return sockets::sync_ok();
-  }
-
-  bool take_data(OpId op, std::vector<std::uint8_t>& out) override {
-    std::lock_guard<std::mutex> g(mu_);
-    auto it = data_.find(op);
-    if (it == data_.end()) return false;
-    out = std::move(it->second);
-    data_.erase(it);
-    return true;
-  }
-
   void shutdown_all() override {
     {
-      std::lock_guard<std::mutex> g(mu_);
+      Locked g(*this);
       if (!stopped_) {
         stopped_ = true;
         while (!socks_.empty()) {
@@ -384,19 +273,17 @@ class EpollBackend final : public Backend {
   }
 
  private:
+  friend class sockets::BackendCore<EpollBackend, Sock>;
   static Sync stopped_error() { return sockets::sync_error(Status::invalid, 0, "the epoll back-end was shut down"); }
+  Sock* live(SocketId id) { return find(id); }
+  Sync bind_recv_pool(const std::shared_ptr<RecvPool>& pool) {
+    if (!pool->bind(this)) return sockets::sync_error(Status::invalid, EINVAL, "recv: the pool serves receives of another back-end");
+    return sockets::sync_ok();
+  }
 
   Sock* find(SocketId id) {
     auto it = socks_.find(id);
     return it == socks_.end() ? nullptr : it->second.get();
-  }
-
-  std::unique_ptr<Op> new_op(OpKind k, std::uint64_t token) {
-    auto o = std::make_unique<Op>();
-    o->id = sockets::make_op_id(index_, ++op_seq_);
-    o->kind = k;
-    o->token = token;
-    return o;
   }
 
   // Under mu_. Takes ownership of fd only on success.
@@ -431,50 +318,8 @@ class EpollBackend final : public Backend {
     socks_.erase(s.id);
   }
 
-  // Under mu_: posts the completion of o (removed from its queue by the caller). The op's state machine
-  // guarantees one packet at most.
-  void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
-                std::vector<std::uint8_t>* data = nullptr, std::uint32_t buffer = kNoPoolBuffer) {
-    if (!o || !o->complete_once()) return;
-    Packet p;
-    p.buffer = buffer;
-    p.key = s.key;
-    p.bytes = bytes;
-    p.token = o->token;
-    p.status = st;
-    p.native_error = err;
-    p.op = o->id;
-    p.socket = new_socket;
-    if (data != nullptr && !data->empty()) data_[o->id] = std::move(*data);
-    if (!s.port->post(p)) data_.erase(o->id);  // the port is closed: nobody will ever take the data
-  }
-
   // Under mu_: every pending op of s completes with aborted (err). Returns how many.
-  std::size_t abort_all(Sock& s, int err) {
-    std::size_t n = 0;
-    if (s.connect_op) {
-      complete(s, std::move(s.connect_op), sockets::status_from_errno(err), err, 0);
-      ++n;
-    }
-    while (!s.rq.empty()) {
-      std::unique_ptr<Op> o = std::move(s.rq.front());
-      s.rq.pop_front();
-      complete(s, std::move(o), sockets::status_from_errno(err), err, 0);
-      ++n;
-    }
-    while (!s.sq.empty()) {
-      std::unique_ptr<Op> o = std::move(s.sq.front());
-      s.sq.pop_front();
-      const auto bytes = static_cast<std::uint32_t>(o->sent);
-      complete(s, std::move(o), sockets::status_from_errno(err), err, bytes);
-      ++n;
-    }
-    return n;
-  }
-
-  void fail_sticky(Sock& s, int e) {
-    if (sockets::is_sticky_error(e) && s.error == 0) s.error = e;
-  }
+  std::size_t abort_all(Sock& s, int err) { return abort_queues(s, err); }
 
   // Under mu_: runs whatever can run on s now (never blocks).
   void process(Sock& s) {
@@ -509,11 +354,14 @@ class EpollBackend final : public Backend {
   }
 
   void process_accepts(Sock& s) {
-    while (!s.rq.empty()) {
+    while (!s.rq.empty() && s.rd_ready) {
       int fd = ::accept4(s.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const int e = errno;
-        if (e == EAGAIN || e == EWOULDBLOCK) return;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+          s.rd_ready = false;
+          return;
+        }
         if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;  // that connection is gone; try the next
         std::unique_ptr<Op> o = std::move(s.rq.front());
         s.rq.pop_front();
@@ -565,6 +413,7 @@ class EpollBackend final : public Backend {
       } else if (s.eof) {
         st = Status::eof;
       } else if (o.kind == OpKind::probe) {
+        if (!s.rd_ready) return;
         char c;
         ssize_t n = ::recv(s.fd, &c, 1, MSG_PEEK);
         if (n > 0) {
@@ -574,21 +423,32 @@ class EpollBackend final : public Backend {
           st = Status::eof;
         } else {
           err = errno;
-          if (err == EAGAIN || err == EWOULDBLOCK) return;
+          if (err == EAGAIN || err == EWOULDBLOCK) {
+            s.rd_ready = false;
+            return;
+          }
           if (err == EINTR) continue;
           fail_sticky(s, err);
           st = sockets::status_from_errno(err);
         }
       } else {
+        if (!s.rd_ready && !s.faults.fails_next(false)) return;
         const int injected = s.faults.on_call(false);
         ssize_t n;
         if (injected != 0) {
           n = -1;
           err = injected;
         } else {
-          buf.resize(s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)));
-          n = ::recv(s.fd, buf.data(), buf.size(), 0);
-          err = n < 0 ? errno : 0;
+          const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk));
+          if (want <= scratch_.size()) {  // the usual case: no allocation unless bytes came
+            n = ::recv(s.fd, scratch_.data(), want, 0);
+            err = n < 0 ? errno : 0;
+            if (n > 0) buf.assign(scratch_.data(), scratch_.data() + n);
+          } else {
+            buf.resize(want);
+            n = ::recv(s.fd, buf.data(), buf.size(), 0);
+            err = n < 0 ? errno : 0;
+          }
         }
         if (n > 0) {
           buf.resize(static_cast<std::size_t>(n));
@@ -600,6 +460,7 @@ class EpollBackend final : public Backend {
         } else {
           if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
             --s.faults.recv_calls;  // nothing was there: not a call that "happened" for fault counting
+            s.rd_ready = false;
             return;
           }
           if (err == EINTR) continue;
@@ -619,8 +480,10 @@ class EpollBackend final : public Backend {
   bool process_pooled(Sock& s, bool at_submission) {
     Op& o = *s.rq.front();
     char c;
-    const ssize_t peek = ::recv(s.fd, &c, 1, MSG_PEEK);
-    if (peek < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    const ssize_t peek = s.rd_ready ? ::recv(s.fd, &c, 1, MSG_PEEK) : -1;
+    const int peek_err = !s.rd_ready ? EAGAIN : peek < 0 ? errno : 0;
+    if (peek < 0 && (peek_err == EAGAIN || peek_err == EWOULDBLOCK)) s.rd_ready = false;
+    if (peek < 0 && (peek_err == EAGAIN || peek_err == EWOULDBLOCK || peek_err == EINTR)) {
       // Nothing to read. io_uring picks its buffer at issue all the same: an empty pool fails there.
       if (!at_submission || o.pool->stats().available > 0) return false;
       o.pool->note_exhausted();
@@ -664,6 +527,7 @@ class EpollBackend final : public Backend {
         st = Status::eof;
       } else if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
         --s.faults.recv_calls;  // cannot happen after a successful peek under the lock; wait anyway
+        s.rd_ready = false;
         return false;
       } else {
         fail_sticky(s, err);
@@ -689,6 +553,10 @@ class EpollBackend final : public Backend {
       }
       bool wrote_now = false;
       while (!done && o.remaining() > 0) {
+        if (!s.wr_ready && !s.faults.fails_next(true)) {
+          if (o.partial && wrote_now) break;
+          return;  // EPOLLOUT will come
+        }
         const int injected = s.faults.on_call(true);
         ssize_t n;
         if (injected != 0) {
@@ -706,6 +574,7 @@ class EpollBackend final : public Backend {
         }
         if (injected == 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
           --s.faults.send_calls;  // as for recv: EAGAIN is not a counted call
+          s.wr_ready = false;
           if (o.partial && wrote_now) break;
           return;  // wait for EPOLLOUT
         }
@@ -729,7 +598,7 @@ class EpollBackend final : public Backend {
         if (errno == EINTR) continue;
         return;  // the epoll fd is broken: nothing more can be reported
       }
-      std::lock_guard<std::mutex> g(mu_);
+      Locked g(*this);
       if (stopped_) return;
       for (int i = 0; i < n; ++i) {
         const std::uint64_t id = evs[i].data.u64;
@@ -738,22 +607,23 @@ class EpollBackend final : public Backend {
           [[maybe_unused]] ssize_t r = ::read(wake_, &v, sizeof v);
           continue;
         }
-        if (Sock* s = find(id)) process(*s);  // a socket closed meanwhile is simply gone
+        if (Sock* s = find(id)) {  // a socket closed meanwhile is simply gone
+          const std::uint32_t ev = evs[i].events;
+          if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rd_ready = true;
+          if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->wr_ready = true;
+          process(*s);
+        }
       }
     }
   }
 
-  std::mutex mu_;
   std::mutex join_mu_;
   int ep_ = -1;
   int wake_ = -1;
   std::thread thread_;
-  std::uint32_t index_ = 0;
-  bool stopped_ = false;
-  std::uint64_t op_seq_ = 0;
   SocketId sock_seq_ = 0;
   std::unordered_map<SocketId, std::unique_ptr<Sock>> socks_;
-  std::unordered_map<OpId, std::vector<std::uint8_t>> data_;  // completed recvs' bytes until take_data
+  std::vector<std::uint8_t> scratch_ = std::vector<std::uint8_t>(64 * 1024);  // recvs land here (under mu_)
 };
 
 }  // namespace

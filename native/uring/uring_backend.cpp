@@ -8,13 +8,16 @@
 //   every CQE under the back-end's lock and posts the packets to the cpspec::Port.
 // - Submissions: any thread PREPARES SQEs under the back-end's one lock, but only the completion thread
 //   calls io_uring_enter: a caller wakes it through an eventfd (one write per batch; the completion thread
-//   keeps an IORING_OP_POLL_ADD armed on it), and the completion thread submits whatever is in the SQ at
-//   the end of each batch of CQEs. So every request belongs to the completion thread's task: its task work
-//   runs there (callers such as Node's main thread are never interrupted for it) and the exit of a caller
-//   thread cancels nothing (catalogue C11). Only a full SQ is entered directly by the caller (rare; a
-//   request the kernel then cancels at that thread's exit is resubmitted). The CQ side is touched only by
-//   the completion thread. All book-keeping (queues, in-flight markers, sticky states) is under the same
-//   lock, so completions of one socket are posted in the order they happened.
+//   keeps an IORING_OP_POLL_ADD armed on it, multishot where the kernel has it), and the completion thread
+//   submits whatever is in the SQ at the end of each batch of CQEs. So every request belongs to the
+//   completion thread's task: its task work runs there (callers such as Node's main thread are never
+//   interrupted for it) and the exit of a caller thread cancels nothing (catalogue C11). Only a full SQ is
+//   entered directly by the caller (rare; a request the kernel then cancels at that thread's exit is
+//   resubmitted). The CQ side is touched only by the completion thread. All book-keeping (queues, in-flight
+//   markers, sticky states) is under the same lock, so completions of one socket are posted in the order
+//   they happened (queued under the lock and posted as it is released, sockets::Outbox; the eventfd write
+//   that wakes the completion thread is made after the release too, so neither the woken worker nor the
+//   woken completion thread blocks at once on the lock held by the thread that woke it).
 // - Sockets are created BLOCKING (io_uring arms its own poll; an O_NONBLOCK socket would make io_uring
 //   return -EAGAIN). No blocking system call is ever made on them: the only synchronous I/O is the probe's
 //   recv(MSG_PEEK|MSG_DONTWAIT).
@@ -91,6 +94,7 @@ using sockets::Op;
 using sockets::OpKind;
 
 constexpr std::size_t kMaxRecvChunk = std::size_t{4} << 20;
+constexpr std::size_t kSockRecvBuf = 64 * 1024;  // Sock::rbuf
 constexpr unsigned kSqEntries = 256;
 constexpr unsigned kCqEntries = 4096;
 
@@ -99,31 +103,23 @@ constexpr int kConnect = 0, kRecvSide = 1, kSendSide = 2;
 constexpr unsigned kAllSides = 7;
 constexpr int kByFd = -1;  // Req::side of a cancel by fd
 
-enum class SockKind : std::uint8_t { listener, stream };
+using sockets::SockKind;
 
-struct Sock {
-  SocketId id = 0;
-  int fd = -1;
-  SockKind kind = SockKind::stream;
-  std::shared_ptr<Port> port;
-  std::uint64_t key = 0;
-  std::unique_ptr<Op> connect_op;
-  bool connecting = false;
+struct Sock : sockets::SockBase {
   sockaddr_storage peer{};
   socklen_t peer_len = 0;
-  bool eof = false;
-  int error = 0;
   bool closing = false;  // close()/shutdown_all() in progress: unknown to callers, submits nothing
-  std::deque<std::unique_ptr<Op>> rq;
-  std::deque<std::unique_ptr<Op>> sq;
   std::vector<std::uint8_t> carry;  // bytes a cancelled recv took from the kernel, for the next recv
   std::size_t carry_off = 0;
   std::deque<int> accepted;         // connections a cancelled accept took, for the next accept
-  FaultState faults;
-  sockets::SessionGate sessions;   // listener: its session limit
-  SocketId session_of = 0;         // accepted from a limited listener: that listener
   std::uint32_t kernel_cancels = 0;  // requests the kernel cancelled on its own (see on_cqe)
   std::uint64_t req[3] = {0, 0, 0};  // user_data of the side's request in the kernel, 0 = none
+  // Where a plain recv of at most kSockRecvBuf bytes lands (one recv in the kernel per socket at most, so
+  // one buffer serves them all; it lives until the socket is forgotten, i.e. after its last CQE). The
+  // completion copies out exactly the bytes received: no allocation + zero-fill of the full length per
+  // recv. Larger recvs use Op::data as before.
+  std::unique_ptr<std::uint8_t[]> rbuf;
+  bool rbuf_used = false;  // the side's request in the kernel (if any) reads into rbuf
   bool abort[3] = {false, false, false};  // the side's in-flight head op is being cancelled
   std::size_t carry_avail() const noexcept { return carry.size() - carry_off; }
   bool inflight(unsigned mask) const noexcept {
@@ -206,7 +202,7 @@ bool kernel_at_least(int major, int minor) {
   return ma > major || (ma == major && mi >= minor);
 }
 
-class UringBackend final : public Backend {
+class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
  public:
   UringBackend() = default;
 
@@ -301,26 +297,12 @@ class UringBackend final : public Backend {
     if (!port) return sockets::sync_error(Status::invalid, EINVAL, "listen: no port");
     int fd = -1;
     if (Sync r = sockets::open_listener(host, bind_port, backlog, /*nonblocking=*/false, fd, bound_port); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     if (stopped_) {
       ::close(fd);
       return stopped_error();
     }
     out = add_socket(fd, SockKind::listener, port, key).id;
-    return sockets::sync_ok();
-  }
-
-  Sync accept(SocketId listener, std::uint64_t token, std::uint64_t new_key, OpId& op) override {
-    op = 0;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(listener);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(listener);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "accept: socket " + std::to_string(listener) + " is not a listener");
-    auto o = new_op(OpKind::accept, token);
-    o->new_key = new_key;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
     return sockets::sync_ok();
   }
 
@@ -333,7 +315,7 @@ class UringBackend final : public Backend {
     sockaddr_storage ss;
     socklen_t len = 0;
     if (Sync r = sockets::open_stream_for(host, remote_port, /*nonblocking=*/false, fd, ss, len); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     if (stopped_) {
       ::close(fd);
       return stopped_error();
@@ -350,77 +332,8 @@ class UringBackend final : public Backend {
     return sockets::sync_ok();
   }
 
-  Sync recv(SocketId id, std::uint32_t length, std::uint64_t token, OpId& op) override {
-    op = 0;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
-    auto o = new_op(length == 0 ? OpKind::probe : OpKind::recv, token);
-    o->length = length;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
-  Sync recv_pooled(SocketId id, std::uint32_t length, const std::shared_ptr<RecvPool>& pool, std::uint64_t token,
-                   OpId& op) override {
-    op = 0;
-    if (!pool) return sockets::sync_error(Status::invalid, EINVAL, "recv: no pool");
-    if (length == 0) return sockets::sync_error(Status::invalid, EINVAL, "recv: a pool-backed receive needs a length > 0");
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "recv: socket " + std::to_string(id) + " is a listener");
-    if (Sync r = ring_for(pool); !r.ok()) return r;
-    auto o = new_op(OpKind::recv, token);
-    o->length = length;
-    o->pool = pool;
-    op = o->id;
-    s->rq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
-  Sync set_session_limit(SocketId id, std::uint32_t max, const std::vector<std::uint8_t>& message) override {
-    if (Sync r = sockets::check_session_limit(message); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session limit: socket " + std::to_string(id) + " is not a listener");
-    s->sessions.max = max;
-    s->sessions.message = message;
-    return sockets::sync_ok();
-  }
-
-  Sync session_stats(SocketId id, SessionStats& out) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::listener) return sockets::sync_error(Status::invalid, EINVAL, "session stats: socket " + std::to_string(id) + " is not a listener");
-    out = s->sessions.stats();
-    return sockets::sync_ok();
-  }
-
-  Sync send(SocketId id, const std::uint8_t* data, std::size_t n, std::uint64_t token, bool partial, OpId& op) override {
-    op = 0;
-    if (Sync r = sockets::check_send_args(data, n); !r.ok()) return r;
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (s->kind != SockKind::stream) return sockets::sync_error(Status::invalid, EINVAL, "send: socket " + std::to_string(id) + " is a listener");
-    auto o = new_op(OpKind::send, token);
-    o->data.assign(data, data + n);
-    o->partial = partial;
-    op = o->id;
-    s->sq.push_back(std::move(o));
-    process(*s);
-    return sockets::sync_ok();
-  }
-
   Sync shutdown(SocketId id, bool send_dir, bool recv_dir) override {
-    std::lock_guard<std::mutex> g(mu_);
+    Locked g(*this);
     Sock* s = find_live(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (!send_dir && !recv_dir) return sockets::sync_ok();
@@ -430,7 +343,8 @@ class UringBackend final : public Backend {
   }
 
   Sync close(SocketId id, bool abortive) override {
-    std::unique_lock<std::mutex> lk(mu_);
+    Locked g(*this);
+    std::unique_lock<std::mutex>& lk = g.lk;
     Sock* s = find_live(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (abortive) {
@@ -450,7 +364,8 @@ class UringBackend final : public Backend {
 
   Sync cancel(SocketId id, OpId op, bool& found) override {
     found = false;
-    std::unique_lock<std::mutex> lk(mu_);
+    Locked g(*this);
+    std::unique_lock<std::mutex>& lk = g.lk;
     Sock* s = find_live(id);
     if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
     if (op == 0) {
@@ -507,34 +422,10 @@ class UringBackend final : public Backend {
     return sockets::sync_ok();
   }
 
-  Sync set_buffers(SocketId id, int send_bytes, int recv_bytes) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    return sockets::set_socket_buffers(s->fd, send_bytes, recv_bytes);
-  }
-
-  Sync set_faults(SocketId id, const SocketFaults& f) override {
-    std::lock_guard<std::mutex> g(mu_);
-    Sock* s = find_live(id);
-    if (s == nullptr) return stopped_ ? stopped_error() : sockets::sync_unknown_socket(id);
-    if (Sync r = sockets::check_faults(f); !r.ok()) return r;
-    s->faults.set(f);
-    return sockets::sync_ok();
-  }
-
-  bool take_data(OpId op, std::vector<std::uint8_t>& out) override {
-    std::lock_guard<std::mutex> g(mu_);
-    auto it = data_.find(op);
-    if (it == data_.end()) return false;
-    out = std::move(it->second);
-    data_.erase(it);
-    return true;
-  }
-
   void shutdown_all() override {
     {
-      std::unique_lock<std::mutex> lk(mu_);
+      Locked g(*this);
+      std::unique_lock<std::mutex>& lk = g.lk;
       if (!stopped_) {
         stopped_ = true;
         std::vector<SocketId> mine;
@@ -548,6 +439,8 @@ class UringBackend final : public Backend {
         for (SocketId id : mine)
           if (Sock* s = find_any(id)) finish_close(*s);
         // Wait for close() calls still in progress on other threads.
+        release(lk);
+        lk.lock();
         cv_.wait(lk, [&] { return socks_.empty(); });
       }
       if (!exit_requested_) {
@@ -560,7 +453,10 @@ class UringBackend final : public Backend {
   }
 
  private:
+  friend class sockets::BackendCore<UringBackend, Sock>;
   static Sync stopped_error() { return sockets::sync_error(Status::invalid, 0, "the io_uring back-end was shut down"); }
+  Sock* live(SocketId id) { return find_live(id); }
+  Sync bind_recv_pool(const std::shared_ptr<RecvPool>& pool) { return ring_for(pool); }
 
   Sock* find_any(SocketId id) {
     auto it = socks_.find(id);
@@ -569,14 +465,6 @@ class UringBackend final : public Backend {
   Sock* find_live(SocketId id) {
     Sock* s = find_any(id);
     return s != nullptr && !s->closing ? s : nullptr;
-  }
-
-  std::unique_ptr<Op> new_op(OpKind k, std::uint64_t token) {
-    auto o = std::make_unique<Op>();
-    o->id = sockets::make_op_id(index_, ++op_seq_);
-    o->kind = k;
-    o->token = token;
-    return o;
   }
 
   Sock& add_socket(int fd, SockKind kind, const std::shared_ptr<Port>& port, std::uint64_t key) {
@@ -639,10 +527,31 @@ class UringBackend final : public Backend {
   }
 
   // ---- submission (under mu_) ----------------------------------------------------------------------------
+  // Requests in the kernel live in a slab: user_data = (sequence << 32) | (slot + 1), so finding one is an
+  // index and a compare (no hash-map node per request). Never 0 (0 = "ignore this CQE").
   std::uint64_t new_req(ReqKind k, SocketId sock, int side, BufRing* ring = nullptr) {
-    const std::uint64_t u = ++req_seq_;
-    reqs_.emplace(u, Req{k, sock, side, ring});
+    std::uint32_t i;
+    if (!req_free_.empty()) {
+      i = req_free_.back();
+      req_free_.pop_back();
+    } else {
+      i = static_cast<std::uint32_t>(req_slots_.size());
+      req_slots_.emplace_back();
+    }
+    const std::uint64_t u = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(++req_seq_)) << 32) | (std::uint64_t{i} + 1);
+    req_slots_[i] = ReqSlot{u, Req{k, sock, side, ring}};
+    ++reqs_live_;
     return u;
+  }
+  // The request of user_data u, removed from the slab; false if there is none.
+  bool take_req(std::uint64_t u, Req& out) {
+    const std::uint64_t i = (u & 0xFFFFFFFFu) - 1;
+    if ((u & 0xFFFFFFFFu) == 0 || i >= req_slots_.size() || req_slots_[i].u != u) return false;
+    out = req_slots_[i].r;
+    req_slots_[i].u = 0;
+    req_free_.push_back(static_cast<std::uint32_t>(i));
+    --reqs_live_;
+    return true;
   }
 
   // io_uring_enter. Normally made by the completion thread only (see submit_now); -EBUSY/-EAGAIN (CQ overflow
@@ -660,12 +569,28 @@ class UringBackend final : public Backend {
     if (!t_is_reaper) wake_reaper();
   }
 
+  // Under mu_. The eventfd write itself happens when mu_ is released (release()): the completion thread it
+  // wakes then finds the lock free instead of blocking on it at once.
   void wake_reaper() {
     if (wake_pending_ || efd_ < 0) return;
     wake_pending_ = true;
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t w = ::write(efd_, &one, sizeof one);
+    kick_ = true;
   }
+
+  // ---- leaving the lock -----------------------------------------------------------------------------------
+  // Completions are queued in outbox_ under mu_ and posted, in order, when mu_ is released (see Outbox in
+  // sockets_common.h); the completion thread's wake-up is written then too.
+  void release(std::unique_lock<std::mutex>& lk) {
+    if (!lk.owns_lock()) return;
+    const bool kick = kick_;
+    kick_ = false;
+    outbox_.release(lk, data_, kick ? &UringBackend::kick_reaper : nullptr, this);
+  }
+  static void kick_reaper(void* self) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(static_cast<UringBackend*>(self)->efd_, &one, sizeof one);
+  }
+
 
   // True when an SQE can be taken. A full SQ is submitted at once, whatever the thread (rare: the completion
   // thread drains the SQ after each wake-up).
@@ -676,10 +601,25 @@ class UringBackend final : public Backend {
 
   // The completion thread's wake-up: a POLL_ADD on the eventfd (no buffer, so nothing the kernel could write
   // to after teardown), re-armed after each wake-up until exit is requested.
+  // A CQE of the multishot wake-up poll that keeps it armed (IORING_CQE_F_MORE): one per eventfd write
+  // (writes are one per wake_pending_ episode). The counter is not read: the poll fires on each write's
+  // wake-up, not on the level, so nothing spins, and the read + re-arm of a one-shot poll are saved.
+  bool on_wake_more(std::uint64_t u, int res, unsigned flags) {
+    if ((flags & IORING_CQE_F_MORE) == 0 || res < 0) return false;
+    const std::uint64_t i = (u & 0xFFFFFFFFu) - 1;
+    if ((u & 0xFFFFFFFFu) == 0 || i >= req_slots_.size() || req_slots_[i].u != u || req_slots_[i].r.kind != ReqKind::wake) return false;
+    wake_pending_ = false;
+    return true;
+  }
+
   void arm_wake() {
     if (!ensure_sqe()) return;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    io_uring_prep_poll_add(sqe, efd_, POLLIN);
+    if (wake_multishot_) {
+      io_uring_prep_poll_multishot(sqe, efd_, POLLIN);
+    } else {
+      io_uring_prep_poll_add(sqe, efd_, POLLIN);
+    }
     io_uring_sqe_set_data64(sqe, new_req(ReqKind::wake, 0, 0));
     wake_armed_ = true;
   }
@@ -721,6 +661,9 @@ class UringBackend final : public Backend {
 
   // Releases mu_ until none of the sockets has a request of the masked sides in the kernel.
   void wait_quiet(std::unique_lock<std::mutex>& lk, const std::vector<SocketId>& ids, unsigned mask) {
+    // What is queued (the cancels' wake-up, completions) must go out before we sleep on cv_.
+    release(lk);
+    lk.lock();
     auto quiet = [&] {
       for (SocketId id : ids) {
         Sock* s = find_any(id);
@@ -736,50 +679,16 @@ class UringBackend final : public Backend {
   }
 
   // ---- completion (under mu_) ----------------------------------------------------------------------------
-  void complete(Sock& s, std::unique_ptr<Op> o, Status st, int err, std::uint32_t bytes, SocketId new_socket = 0,
-                std::vector<std::uint8_t>* data = nullptr, std::uint32_t buffer = kNoPoolBuffer) {
-    if (!o || !o->complete_once()) return;
-    Packet p;
-    p.buffer = buffer;
-    p.key = s.key;
-    p.bytes = bytes;
-    p.token = o->token;
-    p.status = st;
-    p.native_error = err;
-    p.op = o->id;
-    p.socket = new_socket;
-    if (data != nullptr && !data->empty()) data_[o->id] = std::move(*data);
-    if (!s.port->post(p)) data_.erase(o->id);
-  }
-
+  // Under mu_: every pending op of s completes with err (aborted for ECANCELED); a pending connect leaves
+  // the socket unusable. Returns how many.
   std::size_t abort_all(Sock& s, int err) {
-    std::size_t n = 0;
-    const Status st = sockets::status_from_errno(err);
     if (s.connect_op) {
-      complete(s, std::move(s.connect_op), st, err, 0);
       s.connecting = false;
       if (s.error == 0) s.error = err;
-      ++n;
     }
-    while (!s.rq.empty()) {
-      std::unique_ptr<Op> o = std::move(s.rq.front());
-      s.rq.pop_front();
-      complete(s, std::move(o), st, err, 0);
-      ++n;
-    }
-    while (!s.sq.empty()) {
-      std::unique_ptr<Op> o = std::move(s.sq.front());
-      s.sq.pop_front();
-      const auto bytes = static_cast<std::uint32_t>(o->sent);
-      complete(s, std::move(o), st, err, bytes);
-      ++n;
-    }
+    const std::size_t n = abort_queues(s, err);
     s.abort[0] = s.abort[1] = s.abort[2] = false;
     return n;
-  }
-
-  void fail_sticky(Sock& s, int e) {
-    if (sockets::is_sticky_error(e) && s.error == 0) s.error = e;
   }
 
   void process(Sock& s) {
@@ -910,9 +819,18 @@ class UringBackend final : public Backend {
           return;
         }
         if (injected == 0) {
-          o.data.resize(s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)));
+          const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk));
+          std::uint8_t* into = nullptr;
+          s.rbuf_used = want <= kSockRecvBuf;
+          if (s.rbuf_used) {
+            if (!s.rbuf) s.rbuf.reset(new std::uint8_t[kSockRecvBuf]);  // uninitialised on purpose
+            into = s.rbuf.get();
+          } else {
+            o.data.resize(want);
+            into = o.data.data();
+          }
           io_uring_sqe* sqe = take_sqe(s, kRecvSide);
-          io_uring_prep_recv(sqe, s.fd, o.data.data(), o.data.size(), 0);
+          io_uring_prep_recv(sqe, s.fd, into, want, 0);
           submit_now();
           return;
         }
@@ -999,7 +917,8 @@ class UringBackend final : public Backend {
             s.carry.clear();
             s.carry_off = 0;
           }
-          s.carry.insert(s.carry.end(), o.data.begin(), o.data.begin() + res);
+          const std::uint8_t* got = s.rbuf_used ? s.rbuf.get() : o.data.data();
+          s.carry.insert(s.carry.end(), got, got + res);
         }
       } else if (res == 0) {
         s.eof = true;
@@ -1022,10 +941,9 @@ class UringBackend final : public Backend {
   }
 
   void on_cqe(std::uint64_t u, int res, unsigned flags) {
-    auto it = reqs_.find(u);
-    if (it == reqs_.end()) return;
-    const Req r = it->second;
-    reqs_.erase(it);
+    if (on_wake_more(u, res, flags)) return;
+    Req r;
+    if (!take_req(u, r)) return;
     if (r.kind == ReqKind::cancel && r.side == kByFd && res == -EINVAL) {
       // The kernel does not know IORING_ASYNC_CANCEL_FD/ALL after all: cancel request by request.
       cancel_fd_ = false;
@@ -1040,7 +958,8 @@ class UringBackend final : public Backend {
       }
       return;
     }
-    if (r.kind == ReqKind::wake) {
+    if (r.kind == ReqKind::wake) {  // a one-shot poll, or the last CQE of the multishot one
+      if (res == -EINVAL && wake_multishot_) wake_multishot_ = false;  // no multishot poll here (< 5.13)
       std::uint64_t v;
       [[maybe_unused]] ssize_t rd = ::read(efd_, &v, sizeof v);
       wake_pending_ = false;
@@ -1146,8 +1065,12 @@ class UringBackend final : public Backend {
     std::uint32_t bytes = 0;
     std::vector<std::uint8_t> buf;
     if (res > 0) {
-      buf = std::move(s.rq.front()->data);
-      buf.resize(static_cast<std::size_t>(res));
+      if (s.rbuf_used) {
+        buf.assign(s.rbuf.get(), s.rbuf.get() + res);
+      } else {
+        buf = std::move(s.rq.front()->data);
+        buf.resize(static_cast<std::size_t>(res));
+      }
       bytes = static_cast<std::uint32_t>(res);
     } else if (res == 0) {
       if (s.error != 0) {
@@ -1243,14 +1166,14 @@ class UringBackend final : public Backend {
   void loop() {
     t_is_reaper = true;
     {
-      std::lock_guard<std::mutex> g(mu_);
+      Locked g(*this);
       arm_wake();
       enter();
     }
     for (;;) {
       io_uring_cqe* cqe = nullptr;
       const int rc = io_uring_wait_cqe(&ring_, &cqe);
-      std::lock_guard<std::mutex> g(mu_);
+      Locked g(*this);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -ETIME && rc != -EBUSY) {
         std::fprintf(stderr, "cpspec uring: io_uring_wait_cqe: %s; completion thread stops\n", std::strerror(-rc));
         return;
@@ -1271,21 +1194,21 @@ class UringBackend final : public Backend {
       }
       if (exit_requested_ && wake_armed_ && !wake_cancelled_) {  // the last request of ours: stop the wake-up
         wake_cancelled_ = true;
-        for (const auto& [u, r] : reqs_) {
-          if (r.kind != ReqKind::wake || !ensure_sqe()) continue;
+        for (const ReqSlot& slot : req_slots_) {
+          if (slot.u == 0 || slot.r.kind != ReqKind::wake || !ensure_sqe()) continue;
           io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-          io_uring_prep_cancel64(sqe, u, 0);
+          io_uring_prep_cancel64(sqe, slot.u, 0);
           io_uring_sqe_set_data64(sqe, 0);  // unknown user_data: ignored
           break;
         }
       }
       if (io_uring_sq_ready(&ring_) > 0) enter();
       cv_.notify_all();
-      if (exit_requested_ && reqs_.empty()) return;
+      if (exit_requested_ && reqs_live_ == 0) return;
     }
   }
 
-  mutable std::mutex mu_;
+  bool kick_ = false;              // the eventfd must be written when mu_ is released
   std::mutex join_mu_;
   std::condition_variable cv_;
   io_uring ring_{};
@@ -1294,18 +1217,21 @@ class UringBackend final : public Backend {
   int efd_ = -1;                // wakes the completion thread (see submit_now)
   bool wake_pending_ = false;   // efd_ written, the completion thread has not seen it yet
   bool wake_armed_ = false;     // its POLL_ADD is in the kernel
+  bool wake_multishot_ = true;  // that poll is multishot (on_wake_more); false after the kernel refused it
   bool wake_cancelled_ = false;
   bool exit_requested_ = false;
   std::thread thread_;
-  std::uint32_t index_ = 0;
-  bool stopped_ = false;
-  std::uint64_t op_seq_ = 0;
   std::uint64_t req_seq_ = 0;
   SocketId sock_seq_ = 0;
   std::unordered_map<SocketId, std::unique_ptr<Sock>> socks_;
-  std::unordered_map<std::uint64_t, Req> reqs_;  // requests in the kernel, by user_data
+  struct ReqSlot {
+    std::uint64_t u = 0;  // its user_data; 0 = a free slot
+    Req r;
+  };
+  std::vector<ReqSlot> req_slots_;          // requests in the kernel (new_req/take_req)
+  std::vector<std::uint32_t> req_free_;     // free slots
+  std::size_t reqs_live_ = 0;
   std::unordered_set<SocketId> retry_;           // sockets that found the SQ full
-  std::unordered_map<OpId, std::vector<std::uint8_t>> data_;
   std::unordered_map<const RecvPool*, std::unique_ptr<BufRing>> rings_;  // pools bound to receives here
   std::uint16_t next_bgid_ = 1;
   std::uint64_t cq_overflows_ = 0;  // reaps that saw IORING_SQ_CQ_OVERFLOW (completions parked by the kernel)
