@@ -582,9 +582,18 @@ export class ModelSockets implements SocketApi {
     this.orphans.delete(s);
     const ops = this.pending(s);
     if (!post) s.port = undefined;
-    // A send reports the prefix confirmed to the kernel (which still delivers it before the FIN); the chunk
-    // Node holds is discarded by destroy(). Everything else: 0 bytes.
-    for (const op of ops) this.complete(op, 'aborted', ECANCELED, op.kind === 'send' ? op.sent : 0);
+    // A send reports the exact prefix that reached the kernel (which still delivers it before the FIN): the
+    // chunks confirmed, plus the part of the chunk in flight that libuv already wrote (its write queue holds
+    // the rest, which destroy() discards). Everything else: 0 bytes.
+    const queued = (s.conn as unknown as { _handle?: { writeQueueSize?: number } } | undefined)?._handle?.writeQueueSize;
+    for (const op of ops) {
+      let bytes = 0;
+      if (op.kind === 'send') {
+        bytes = op.sent;
+        if (op.inflight) bytes += typeof queued === 'number' ? Math.max(0, op.inflightLen - queued) : 0;
+      }
+      this.complete(op, 'aborted', ECANCELED, bytes);
+    }
     s.port = undefined;
     s.dead = 'closed';
     if (s.server !== undefined) {
