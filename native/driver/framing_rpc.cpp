@@ -65,62 +65,12 @@ std::int64_t int_member_or(const Value& obj, const std::string& what, const char
   return v != nullptr ? integer_in(*v, what, name, lo, hi) : dflt;
 }
 
-// ---- base64 (standard alphabet, padded) ---------------------------------------------------------------------
+// ---- base64: the driver's one codec (json.h); bytes travel padded, as every client writes them ----------
+using cpspec::json::base64_decode;
+using cpspec::json::base64_encode;
 
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string b64_encode(const std::uint8_t* d, std::size_t n) {
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    const std::uint32_t v = (std::uint32_t{d[i]} << 16) | (std::uint32_t{d[i + 1]} << 8) | d[i + 2];
-    out.push_back(kB64[v >> 18]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(kB64[(v >> 6) & 63]);
-    out.push_back(kB64[v & 63]);
-  }
-  if (i < n) {
-    std::uint32_t v = std::uint32_t{d[i]} << 16;
-    if (i + 1 < n) v |= std::uint32_t{d[i + 1]} << 8;
-    out.push_back(kB64[v >> 18]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(i + 1 < n ? kB64[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-bool b64_decode(const std::string& s, std::vector<std::uint8_t>& out) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  // Padded only (what every client writes): a length that is not a multiple of 4 is not base64.
-  if (s.size() % 4 != 0) return false;
-  std::size_t n = s.size();
-  if (n >= 1 && s[n - 1] == '=') --n;
-  if (n >= 1 && s[n - 1] == '=') --n;
-  out.clear();
-  out.reserve(n / 4 * 3 + 2);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const int v = val(s[i]);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<std::uint8_t>((acc >> bits) & 0xFF));
-    }
-  }
-  return true;
-}
+bool b64_decode(const std::string& s, std::vector<std::uint8_t>& out) { return s.size() % 4 == 0 && base64_decode(s, out); }
+std::string b64_encode(const std::uint8_t* d, std::size_t n) { return base64_encode(d, n); }
 
 std::vector<std::uint8_t> bytes_member(const Value& obj, const std::string& what, const char* name) {
   const Value* v = member(obj, what, name, Type::string, true);

@@ -121,4 +121,8 @@ void stringify_to(std::string& out, const Value& v, const WriteOptions& opts = {
 void write_number(std::string& out, double d);
 void write_string(std::string& out, std::string_view s, const WriteOptions& opts = {});
 
+// Base64, standard alphabet: encode pads; decode accepts padded or unpadded input, false on anything else.
+std::string base64_encode(const std::uint8_t* d, std::size_t n);
+bool base64_decode(const std::string& s, std::vector<std::uint8_t>& out);
+
 }  // namespace cpspec::json

@@ -1,6 +1,6 @@
 // CANCEL: close and cancel with operations pending; every operation completes exactly once.
 import assert from 'node:assert/strict';
-import { TargetError, type SocketApi, type SocketId } from '../../reference/src/target.ts';
+import { type SocketApi, type SocketId } from '../../reference/src/target.ts';
 import type { SpecCase } from '../types.ts';
 import { scaled, settledWithin, sleep } from './helpers.ts';
 import {
@@ -13,24 +13,13 @@ import {
   pattern,
   peerConnect,
   recvExactly,
+  rejectsInvalid,
   socketsOf,
   stalledListener,
   withSocketPort,
 } from './peer.ts';
 
 const MiB = 1024 * 1024;
-
-/** Asserts a call on a closed socket is rejected synchronously with TargetError('invalid'). */
-async function rejectsInvalid(p: Promise<unknown>, what: string): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof TargetError, `${what}: expected a TargetError, got ${String(e)}`);
-    assert.equal(e.code, 'invalid', `${what}: expected 'invalid', got '${e.code}' (${e.message})`);
-    return;
-  }
-  assert.fail(`${what}: succeeded on a closed socket`);
-}
 
 /** A send that cannot finish: a big buffer through a small send buffer to a peer that does not read. */
 async function stuckSend(s: SocketApi, socket: SocketId, n: number, token: number): Promise<number> {

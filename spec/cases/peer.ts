@@ -441,3 +441,15 @@ export async function closeQuietly(s: SocketApi, socket: SocketId): Promise<void
     if (!(e instanceof TargetError)) throw e;
   });
 }
+
+/** Asserts a call is rejected with TargetError('invalid') (nothing queued for it). */
+export async function rejectsInvalid(p: Promise<unknown>, what: string): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof TargetError, `${what}: expected a TargetError, got ${String(e)}`);
+    assert.equal(e.code, 'invalid', `${what}: expected 'invalid', got '${e.code}' (${e.message})`);
+    return;
+  }
+  assert.fail(`${what}: succeeded where it must be rejected as invalid`);
+}

@@ -2,7 +2,7 @@
 // session limit (007) and completion bursts (008). The contract of a pool-backed receive is in
 // native/core/recv_pool.h and on SocketApi.recv in reference/src/target.ts.
 import assert from 'node:assert/strict';
-import { TargetError, type Packet, type PoolId, type PoolTarget, type SocketApi, type SocketId, type Target } from '../../reference/src/target.ts';
+import { type Packet, type PoolId, type PoolTarget, type SocketApi, type SocketId, type Target } from '../../reference/src/target.ts';
 import type { CaseContext, SpecCase } from '../types.ts';
 import { scaled, sleep } from './helpers.ts';
 import {
@@ -17,6 +17,7 @@ import {
   describePacket,
   pattern,
   peerConnect,
+  rejectsInvalid,
   socketsOf,
   withSocketPort,
 } from './peer.ts';
@@ -38,17 +39,6 @@ function assertExhausted(p: Packet, what: string): void {
   assertStatus(p, 'pool-exhausted', 0, what);
   assert.equal(p.buffer, undefined, `${what}: a pool-exhausted receive carries no buffer: ${describePacket(p)}`);
   assert.equal(p.data?.length ?? 0, 0, `${what}: a pool-exhausted receive carries no data`);
-}
-
-async function rejectsInvalid(p: Promise<unknown>, what: string): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof TargetError, `${what}: expected a TargetError, got ${String(e)}`);
-    assert.equal(e.code, 'invalid', `${what}: expected 'invalid', got '${e.code}' (${e.message})`);
-    return;
-  }
-  assert.fail(`${what}: succeeded`);
 }
 
 /** Accepts one connection on listener (a pending accept), returns the new socket. */
