@@ -4,7 +4,10 @@
 #include <cstring>
 #include <mutex>
 
-#if !defined(_WIN32)
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -86,7 +89,6 @@ bool take_op_data(OpId op, std::vector<std::uint8_t>& out) {
   return b != nullptr && b->take_data(op, out);
 }
 
-#if !defined(_WIN32)
 bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len) {
   std::memset(&ss, 0, sizeof ss);
   const std::string h = host.empty() || host == "localhost" ? "127.0.0.1" : host;
@@ -106,7 +108,6 @@ bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage
   }
   return false;
 }
-#endif
 
 Sync sync_error(Status s, int native_error, std::string message) {
   Sync r;

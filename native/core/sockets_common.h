@@ -16,7 +16,10 @@
 
 #include "backend.h"
 
-#if !defined(_WIN32)
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <sys/socket.h>
 #endif
 
@@ -124,11 +127,9 @@ struct FaultState {
   }
 };
 
-#if !defined(_WIN32)
 // "127.0.0.1" / "::1" / "" or "localhost" (= 127.0.0.1) -> a socket address with the port; false for
-// anything else (no name resolution). POSIX socket back-ends only (epoll, uring).
+// anything else (no name resolution). Every back-end (socklen_t is int on Windows).
 bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, socklen_t& len);
-#endif
 
 // ---------------------------------------------------------------------------------------------------------
 // Session limits on listeners (Backend::set_session_limit, CP-POOL-007), kept by the back-end under its

@@ -218,25 +218,7 @@ Sync sync_win32(DWORD e, const std::string& what) {
   return sockets::sync_error(status_from_win32(e, false), static_cast<std::int32_t>(e), what + ": " + win32_message(e));
 }
 
-bool parse_address(const std::string& host, std::uint16_t port, sockaddr_storage& ss, int& len) {
-  std::memset(&ss, 0, sizeof ss);
-  const std::string h = host.empty() || host == "localhost" ? "127.0.0.1" : host;
-  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
-  if (inet_pton(AF_INET, h.c_str(), &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET6, h.c_str(), &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(port);
-    len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
+using sockets::parse_address;
 
 SOCKET new_socket(int family) {
   return WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
