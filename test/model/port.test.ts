@@ -33,7 +33,7 @@ describe('model port: basics', () => {
       name: 'cpspec-model',
       version: '0.1.0',
       backend: 'model',
-      capabilities: ['port', 'port.batch', 'workers', 'workers.blocking-region', 'sockets', 'sockets.zero-length-probe', 'sockets.partial-send-mode', 'fault-injection', 'pool', 'framing'],
+      capabilities: ['port', 'port.batch', 'workers', 'workers.blocking-region', 'sockets', 'sockets.zero-length-probe', 'sockets.partial-send-mode', 'fault-injection', 'pool', 'pool.sessions', 'framing'],
       notes: [],
       hardwareThreads: 4,
     });
