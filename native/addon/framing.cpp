@@ -407,30 +407,13 @@ Napi::Value WriteAllScripted(const Napi::CallbackInfo& info) {
       throw e;
     }
   }
-  std::vector<std::uint8_t> written;
-  std::size_t next = 0;
-  fr::Writer w = [&](const std::uint8_t* data, std::size_t n) -> std::ptrdiff_t {
-    if (next >= steps.size()) return fr::kWouldBlock;  // script exhausted: the writer stays blocked
-    std::ptrdiff_t k = steps[next++];
-    if (k == fr::kWouldBlock || k == 0) return k;
-    if (static_cast<std::size_t>(k) > n) k = static_cast<std::ptrdiff_t>(n);
-    written.insert(written.end(), data, data + k);
-    return k;
-  };
-  std::size_t offset = 0;
-  fr::Error err;
-  std::uint32_t resumes = 0;
-  fr::WriteStatus st = fr::write_all(w, bytes.Data(), bytes.ByteLength(), offset, err);
-  while (st == fr::WriteStatus::again && next < steps.size()) {
-    ++resumes;
-    st = fr::write_all(w, bytes.Data(), bytes.ByteLength(), offset, err);
-  }
+  const fr::ScriptedWrite r = fr::write_all_scripted(bytes.Data(), bytes.ByteLength(), steps);
   Napi::Object out = Napi::Object::New(env);
-  out.Set("done", Napi::Boolean::New(env, st == fr::WriteStatus::done));
-  out.Set("offset", Napi::Number::New(env, static_cast<double>(offset)));
-  out.Set("error", st == fr::WriteStatus::error ? ErrorValue(env, err) : env.Null());
-  out.Set("written", CopyBytes(env, written.data(), written.size()));
-  out.Set("resumes", Napi::Number::New(env, resumes));
+  out.Set("done", Napi::Boolean::New(env, r.status == fr::WriteStatus::done));
+  out.Set("offset", Napi::Number::New(env, static_cast<double>(r.offset)));
+  out.Set("error", r.status == fr::WriteStatus::error ? ErrorValue(env, r.error) : env.Null());
+  out.Set("written", CopyBytes(env, r.written.data(), r.written.size()));
+  out.Set("resumes", Napi::Number::New(env, r.resumes));
   return out;
 }
 

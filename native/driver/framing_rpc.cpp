@@ -251,7 +251,7 @@ Value FramingRpc::call(std::string_view method, const Value& params) {
     return Value::object({{"frames", std::move(arr)}, {"error", fault_json(e)}});
   }
   if (method == "framing.writeAll") {
-    // The scripted writer of the addon's writeAll (native/addon/framing.cpp) around fr::write_all.
+    // fr::write_all_scripted, as the addon's writeAll runs it.
     const std::vector<std::uint8_t> bytes = bytes_member(params, what, "data");
     const Value& script = *member(params, what, "script", Type::array, true);
     std::vector<std::ptrdiff_t> steps;
@@ -266,29 +266,12 @@ Value FramingRpc::call(std::string_view method, const Value& params) {
         bad_params(what, "script[" + std::to_string(i) + "] must be a byte count >= 0 or \"again\", got " + describe(v));
       }
     }
-    std::vector<std::uint8_t> written;
-    std::size_t next = 0;
-    fr::Writer w = [&](const std::uint8_t* data, std::size_t n) -> std::ptrdiff_t {
-      if (next >= steps.size()) return fr::kWouldBlock;  // script exhausted: the writer stays blocked
-      std::ptrdiff_t k = steps[next++];
-      if (k == fr::kWouldBlock || k == 0) return k;
-      if (static_cast<std::size_t>(k) > n) k = static_cast<std::ptrdiff_t>(n);
-      written.insert(written.end(), data, data + k);
-      return k;
-    };
-    std::size_t offset = 0;
-    fr::Error err;
-    std::uint32_t resumes = 0;
-    fr::WriteStatus st = fr::write_all(w, bytes.data(), bytes.size(), offset, err);
-    while (st == fr::WriteStatus::again && next < steps.size()) {
-      ++resumes;
-      st = fr::write_all(w, bytes.data(), bytes.size(), offset, err);
-    }
-    return Value::object({{"done", st == fr::WriteStatus::done},
-                          {"offset", static_cast<double>(offset)},
-                          {"error", st == fr::WriteStatus::error ? fault_json(err) : Value()},
-                          {"written", b64_encode(written.data(), written.size())},
-                          {"resumes", resumes}});
+    const fr::ScriptedWrite r = fr::write_all_scripted(bytes.data(), bytes.size(), steps);
+    return Value::object({{"done", r.status == fr::WriteStatus::done},
+                          {"offset", static_cast<double>(r.offset)},
+                          {"error", r.status == fr::WriteStatus::error ? fault_json(r.error) : Value()},
+                          {"written", b64_encode(r.written.data(), r.written.size())},
+                          {"resumes", r.resumes}});
   }
   bad_params(what, "not a framing method");
 }

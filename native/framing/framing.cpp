@@ -270,6 +270,25 @@ WriteStatus write_all(const Writer& w, const std::uint8_t* data, std::size_t n, 
   return WriteStatus::done;
 }
 
+ScriptedWrite write_all_scripted(const std::uint8_t* data, std::size_t n, const std::vector<std::ptrdiff_t>& script) {
+  ScriptedWrite r;
+  std::size_t next = 0;
+  Writer w = [&](const std::uint8_t* d, std::size_t len) -> std::ptrdiff_t {
+    if (next >= script.size()) return kWouldBlock;  // script exhausted: the writer stays blocked
+    std::ptrdiff_t k = script[next++];
+    if (k == kWouldBlock || k == 0) return k;
+    if (static_cast<std::size_t>(k) > len) k = static_cast<std::ptrdiff_t>(len);
+    r.written.insert(r.written.end(), d, d + k);
+    return k;
+  };
+  r.status = write_all(w, data, n, r.offset, r.error);
+  while (r.status == WriteStatus::again && next < script.size()) {
+    ++r.resumes;
+    r.status = write_all(w, data, n, r.offset, r.error);
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Batches
 // ---------------------------------------------------------------------------------------------------------

@@ -226,6 +226,22 @@ enum class WriteStatus { done, again, error };
  */
 WriteStatus write_all(const Writer& w, const std::uint8_t* data, std::size_t n, std::size_t& offset, Error& err);
 
+/** The result of write_all_scripted. */
+struct ScriptedWrite {
+  WriteStatus status = WriteStatus::again;
+  std::size_t offset = 0;
+  Error error;
+  std::vector<std::uint8_t> written;  // what the scripted writer accepted, in order
+  std::uint32_t resumes = 0;          // calls of write_all after the first (one per "again" resumed)
+};
+
+/**
+ * write_all against a scripted writer, resumed after every kWouldBlock while script steps remain: each step
+ * is a byte count the writer accepts (capped at what is offered; 0 = an error, no progress) or kWouldBlock.
+ * An exhausted script blocks for good. The bindings' writeAll (addon and driver) both run this.
+ */
+ScriptedWrite write_all_scripted(const std::uint8_t* data, std::size_t n, const std::vector<std::ptrdiff_t>& script);
+
 // ---- batches ---------------------------------------------------------------------------------------------
 
 struct BatchEncodeOptions {
