@@ -92,18 +92,9 @@ Napi::Object FrameValue(Napi::Env env, std::uint16_t type, std::uint32_t seq, st
 void SetDetails(Napi::Env env, Napi::Object o, const fr::Error& e) {
   o.Set("code", Napi::String::New(env, fr::error_name(e.code)));
   o.Set("offset", Napi::Number::New(env, static_cast<double>(e.offset)));
-  auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
-  if (e.has & fr::kSize) num("size", static_cast<double>(e.size));
-  if (e.has & fr::kMaxSize) num("maxSize", static_cast<double>(e.max_size));
-  if (e.has & fr::kType) num("type", e.type);
-  if (e.has & fr::kDangling) num("dangling", static_cast<double>(e.dangling));
-  if (e.has & fr::kPlayerId) num("playerId", e.player_id);
-  if (e.has & fr::kExpected) num("expected", e.expected);
-  if (e.has & fr::kFlags) num("flags", e.flags);
-  if (e.has & fr::kCount) num("count", e.count);
-  if (e.has & fr::kMaxCount) num("maxCount", e.max_count);
-  if ((e.has & fr::kField) && e.field != nullptr) o.Set("field", Napi::String::New(env, e.field));
-  if (e.has & fr::kIndex) num("index", static_cast<double>(e.index));
+  fr::visit_details(
+      e, [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); },
+      [&](const char* k, const char* v) { o.Set(k, Napi::String::New(env, v)); });
 }
 
 Napi::Value ErrorValue(Napi::Env env, const fr::Error& e) {

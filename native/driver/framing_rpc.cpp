@@ -84,18 +84,7 @@ std::vector<std::uint8_t> bytes_member(const Value& obj, const std::string& what
 Value fault_json(const fr::Error& e) {
   if (!e) return Value();
   Value o = Value::object({{"code", fr::error_name(e.code)}, {"offset", static_cast<double>(e.offset)}});
-  auto num = [&](const char* k, double v) { o.set(k, v); };
-  if (e.has & fr::kSize) num("size", static_cast<double>(e.size));
-  if (e.has & fr::kMaxSize) num("maxSize", static_cast<double>(e.max_size));
-  if (e.has & fr::kType) num("type", e.type);
-  if (e.has & fr::kDangling) num("dangling", static_cast<double>(e.dangling));
-  if (e.has & fr::kPlayerId) num("playerId", e.player_id);
-  if (e.has & fr::kExpected) num("expected", e.expected);
-  if (e.has & fr::kFlags) num("flags", e.flags);
-  if (e.has & fr::kCount) num("count", e.count);
-  if (e.has & fr::kMaxCount) num("maxCount", e.max_count);
-  if ((e.has & fr::kField) && e.field != nullptr) o.set("field", e.field);
-  if (e.has & fr::kIndex) num("index", static_cast<double>(e.index));
+  fr::visit_details(e, [&](const char* k, double v) { o.set(k, v); }, [&](const char* k, const char* v) { o.set(k, v); });
   return o;
 }
 

@@ -93,6 +93,25 @@ struct Error {
   std::string message() const;
 };
 
+/**
+ * Calls num(name, value) for each numeric detail `e` carries and str(name, text) for `field`, in the order
+ * and under the names the JS API uses (code and offset are not included). One list for every binding.
+ */
+template <class Num, class Str>
+void visit_details(const Error& e, Num&& num, Str&& str) {
+  if (e.has & kSize) num("size", static_cast<double>(e.size));
+  if (e.has & kMaxSize) num("maxSize", static_cast<double>(e.max_size));
+  if (e.has & kType) num("type", static_cast<double>(e.type));
+  if (e.has & kDangling) num("dangling", static_cast<double>(e.dangling));
+  if (e.has & kPlayerId) num("playerId", static_cast<double>(e.player_id));
+  if (e.has & kExpected) num("expected", static_cast<double>(e.expected));
+  if (e.has & kFlags) num("flags", static_cast<double>(e.flags));
+  if (e.has & kCount) num("count", static_cast<double>(e.count));
+  if (e.has & kMaxCount) num("maxCount", static_cast<double>(e.max_count));
+  if ((e.has & kField) && e.field != nullptr) str("field", e.field);
+  if (e.has & kIndex) num("index", static_cast<double>(e.index));
+}
+
 /** An owning frame. */
 struct Frame {
   std::uint16_t type = 0;

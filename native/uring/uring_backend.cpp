@@ -624,12 +624,16 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     wake_armed_ = true;
   }
 
+  // True when an SQE can be taken; otherwise s is retried by the completion thread after its next reap.
+  bool sqe_or_retry(Sock& s) {
+    if (ensure_sqe()) return true;
+    retry_.insert(s.id);
+    wake_reaper();
+    return false;
+  }
+
   io_uring_sqe* take_sqe(Sock& s, int side, BufRing* ring = nullptr) {
-    if (!ensure_sqe()) {
-      retry_.insert(s.id);
-      wake_reaper();
-      return nullptr;
-    }
+    if (!sqe_or_retry(s)) return nullptr;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     const std::uint64_t u = new_req(ReqKind::op, s.id, side, ring);
     s.req[side] = u;
@@ -802,11 +806,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         }
         return;
       } else {
-        if (!ensure_sqe()) {
-          retry_.insert(s.id);
-          wake_reaper();
-          return;
-        }
+        if (!sqe_or_retry(s)) return;
         const int injected = s.faults.on_call(false);
         if (injected == 0 && o.pool) {  // the kernel picks the buffer from the pool's ring (recv_pool.h)
           BufRing* ring = rings_.at(o.pool.get()).get();
@@ -853,11 +853,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         err = s.error;
         st = sockets::status_from_errno(err);
       } else if (o.remaining() > 0) {
-        if (!ensure_sqe()) {
-          retry_.insert(s.id);
-          wake_reaper();
-          return;
-        }
+        if (!sqe_or_retry(s)) return;
         const int injected = s.faults.on_call(true);
         if (injected == 0) {
           io_uring_sqe* sqe = take_sqe(s, kSendSide);
