@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -40,6 +41,56 @@ enum class DequeueKind : std::uint8_t { packet, timeout, closed };
 
 inline constexpr std::int64_t kInfinite = -1;
 inline constexpr unsigned kMaxConcurrency = 1024;
+
+// A source of completions that a thread waiting on a port may drive itself during its spin phase (see
+// Port::dequeue_many): a readiness back-end's event loop (epoll). While a waiter drives it, the back-end's
+// own thread may rest, so a busy server does its I/O and its work on one thread with no hand-off per
+// completion. The methods are called with no port lock held, through an IdleLink (never after detach()).
+class IdleSource {
+ public:
+  // A waiter starts driving the source (false: do not drive it now).
+  virtual bool spin_begin() noexcept = 0;
+  // Non-blocking: handles whatever is ready now, posting its completions; true if it handled anything.
+  virtual bool poll_ready() noexcept = 0;
+  // The waiter stops driving it: it got packets (to run them), or it is going to sleep (then the source
+  // must not stay undriven: the back-end's own thread takes over).
+  virtual void spin_end(bool going_to_sleep) noexcept = 0;
+
+ protected:
+  ~IdleSource() = default;
+};
+
+// The shared handle between a back-end (which owns its IdleSource and detaches it before it goes away)
+// and the ports its sockets post to.
+class IdleLink {
+ public:
+  explicit IdleLink(IdleSource* s) : src_(s) {}
+  // After detach() returns, the source is never called again through this link.
+  void detach() {
+    std::lock_guard<std::mutex> g(mu_);
+    src_ = nullptr;
+  }
+  bool attached() {
+    std::lock_guard<std::mutex> g(mu_);
+    return src_ != nullptr;
+  }
+  bool spin_begin() {
+    std::lock_guard<std::mutex> g(mu_);
+    return src_ != nullptr && src_->spin_begin();
+  }
+  bool poll_ready() {
+    std::lock_guard<std::mutex> g(mu_);
+    return src_ != nullptr && src_->poll_ready();
+  }
+  void spin_end(bool going_to_sleep) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (src_ != nullptr) src_->spin_end(going_to_sleep);
+  }
+
+ private:
+  std::mutex mu_;
+  IdleSource* src_;
+};
 
 // A thread is associated with at most one port at a time: the port it last dequeued from. It counts as
 // running on that port from a successful dequeue until it calls dequeue again (on any port), enters a
@@ -85,10 +136,16 @@ class Port : public std::enable_shared_from_this<Port> {
   // that exit are detached automatically.
   static void detach_current_thread();
 
+  // Lets this port's waiters drive src while they spin (a back-end calls it for each socket it associates
+  // with the port). A port fed by two different live sources drives neither (each back-end's own thread
+  // serves it, so one source's events are never left waiting on the other's).
+  void attach_idle_source(const std::shared_ptr<IdleLink>& link);
+
   // Snapshots, for statistics and tests.
   std::size_t running() const;
   std::size_t queued() const;
   std::size_t waiters() const;
+  std::size_t sleepers() const;  // waiters past their spin, asleep
 
  private:
   explicit Port(unsigned concurrency);

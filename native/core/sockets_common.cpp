@@ -215,8 +215,18 @@ void Outbox::release(std::unique_lock<std::mutex>& lk, DataMap& data, void (*aft
   if (after_unlock != nullptr) after_unlock(arg);
   if (out.empty()) return;
   std::vector<OpId> lost;  // allocates only when a port is closed
-  for (Item& it : out) {
-    if (!it.port->post(it.packet) && it.has_data) lost.push_back(it.packet.op);
+  // Consecutive packets for the same port go in one post_many: one lock of the port and one wake-up, and
+  // the woken waiter is handed the whole run at once (order within and across runs is kept).
+  thread_local std::vector<Packet> run;
+  for (std::size_t i = 0; i < out.size();) {
+    std::size_t j = i;
+    run.clear();
+    while (j < out.size() && out[j].port == out[i].port) run.push_back(out[j++].packet);
+    if (!out[i].port->post_many(run.data(), run.size())) {
+      for (std::size_t k = i; k < j; ++k)
+        if (out[k].has_data) lost.push_back(out[k].packet.op);
+    }
+    i = j;
   }
   pg.unlock();
   out.clear();

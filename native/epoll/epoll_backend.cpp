@@ -2,17 +2,21 @@
 //
 // Semantics (shared with the io_uring back-end; see backend.h and SocketApi in reference/src/target.ts):
 // - One epoll thread per back-end instance and an eventfd that wakes it (only to stop it: see below).
-//   Sockets are non-blocking, registered once, EDGE-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), so no
-//   epoll_ctl is ever needed to re-arm. Edge triggering is safe because every attempt runs until EAGAIN
-//   or until the queue is empty, and a new submission is attempted at once by the submitting thread (so
-//   readiness that arrived before the op was queued is never waited for) -- unless that side's last call
-//   found EAGAIN and no epoll event for it came since (Sock::rd_ready/wr_ready): then the attempt would
-//   find EAGAIN again and the event that must come runs it. Level triggering would spin on EPOLLOUT for
-//   every idle connected socket.
+//   While a thread waiting on the port spins, it runs the epoll set itself (IdleSource in port.h: epoll_wait
+//   with timeout 0, events handled exactly as the epoll thread handles them) and the epoll thread rests, so
+//   a busy server does its recvs, its sends and its application work on one thread. A waiter that goes to
+//   sleep hands the set back to the epoll thread; sockets on more than one port turn this off.
+//   Sockets are non-blocking, registered once, EDGE-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET),
+//   so no epoll_ctl is ever needed to re-arm. Edge triggering is safe because every attempt runs until
+//   EAGAIN (or a short recv that provably emptied the queue: Sock::short_read_drains) or until the queue is
+//   empty, and a new submission is attempted at once by the submitting thread (so readiness that arrived
+//   before the op was queued is never waited for) -- unless that side's last call found EAGAIN and no
+//   epoll event for it came since (Sock::rd_ready/wr_ready): then the attempt would find EAGAIN again and
+//   the event that must come runs it. Level triggering would spin on EPOLLOUT for every idle connected socket.
 // - Completions are queued under the lock and posted to the port, in that order, as the lock is released
 //   (sockets::Outbox): a worker woken by a post never blocks at once on the lock of the thread that woke it.
 // - All socket system calls (non-blocking, so short) and all completions run under the back-end's one
-//   lock, on the submitting thread (first attempt) or on the epoll thread (after readiness). A completion
+//   lock, on the submitting thread (first attempt) or on the thread running the epoll set (after readiness). A completion
 //   is queued under that lock (posted when it is released, in queue order), so completions of one socket
 //   are posted in the order they happened, and close/cancel cannot race with an op half-way through a system call.
 // - TCP_NODELAY on connected sockets, SO_REUSEADDR on listeners, MSG_NOSIGNAL on every send (a send to a
@@ -67,7 +71,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -98,9 +105,17 @@ struct Sock : sockets::SockBase {
   // unless fault injection is due to fail that very call.
   bool rd_ready = true;
   bool wr_ready = true;
+  // A recv that returns fewer bytes than it asked for emptied the receive queue, so rd_ready is cleared
+  // without the extra call that would find EAGAIN (every later arrival raises a new edge). Not true at an
+  // end of stream (the data before a FIN comes back alone, the FIN stays for the next call), before an
+  // urgent mark, or after an error: so the first event that reports one of those (EPOLLRDHUP, EPOLLPRI,
+  // EPOLLERR, EPOLLHUP) or a local shutdown() turns this off for the socket's life. That event is always
+  // handled after any short read that could have missed its cause (it is raised after the cause, and events
+  // are handled under the same lock as recvs).
+  bool short_read_drains = true;
 };
 
-class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
+class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock>, private IdleSource {
  public:
   EpollBackend() = default;
 
@@ -134,6 +149,7 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
 
   ~EpollBackend() override {
     sockets::unregister_backend(index_);  // first: no take_data may start on a dying object
+    idle_link_->detach();                 // no port waiter drives us from here on
     shutdown_all();
     if (wake_ >= 0) ::close(wake_);
     if (ep_ >= 0) ::close(ep_);
@@ -204,6 +220,7 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
     const int how = send_dir && recv_dir ? SHUT_RDWR : send_dir ? SHUT_WR : SHUT_RD;
     if (::shutdown(s->fd, how) != 0) return sockets::sync_errno(errno, "shutdown");
     s->rd_ready = s->wr_ready = true;
+    s->short_read_drains = false;
     process(*s);  // a local SHUT_RD makes pending receives see end of stream
     return sockets::sync_ok();
   }
@@ -268,6 +285,11 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
         [[maybe_unused]] ssize_t w = ::write(wake_, &one, sizeof one);
       }
     }
+    {
+      std::lock_guard<std::mutex> pg(park_mu_);
+      park_stop_ = true;
+    }
+    park_cv_.notify_all();
     std::lock_guard<std::mutex> jg(join_mu_);
     if (thread_.joinable()) thread_.join();
   }
@@ -290,7 +312,7 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
   Sync add_socket(int fd, SockKind kind, const std::shared_ptr<Port>& port, std::uint64_t key, SocketId& out) {
     const SocketId id = ++sock_seq_;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
     ev.data.u64 = id;
     if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) return sockets::sync_errno(errno, "epoll_ctl(ADD)");
     auto s = std::make_unique<Sock>();
@@ -301,6 +323,9 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
     s->key = key;
     socks_.emplace(id, std::move(s));
     out = id;
+    if (one_port_ == nullptr) one_port_ = port.get();
+    if (one_port_ != port.get()) multi_port_.store(true, std::memory_order_relaxed);
+    port->attach_idle_source(idle_link_);
     return sockets::sync_ok();
   }
 
@@ -453,6 +478,11 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
         if (n > 0) {
           buf.resize(static_cast<std::size_t>(n));
           bytes = static_cast<std::uint32_t>(n);
+          // A TCP recv returns fewer bytes than asked only when it emptied the receive queue, and every
+          // arrival after that raises a new edge: the next recv waits for it instead of finding EAGAIN.
+          if (injected == 0 && s.short_read_drains &&
+              static_cast<std::size_t>(n) < s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)))
+            s.rd_ready = false;
         } else if (n == 0) {
           s.eof = true;
           st = Status::eof;
@@ -590,9 +620,83 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
     }
   }
 
+  // Under mu_: the epoll events evs[0..n) (id 0 = the stop eventfd, left for the epoll thread).
+  void handle_events(const epoll_event* evs, int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t id = evs[i].data.u64;
+      if (id == 0) continue;
+      if (Sock* s = find(id)) {  // a socket closed meanwhile is simply gone
+        const std::uint32_t ev = evs[i].events;
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLHUP | EPOLLERR)) s->rd_ready = true;
+        if (ev & (EPOLLRDHUP | EPOLLPRI | EPOLLHUP | EPOLLERR)) s->short_read_drains = false;
+        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->wr_ready = true;
+        process(*s);
+      }
+    }
+  }
+
+  // ---- driven by port waiters (IdleSource; see port.h) ----------------------------------------------------
+  // A port waiter that spins polls the epoll set itself (epoll_wait with timeout 0), so on a busy server the
+  // recv that ends one wait and the send that follows run on the same thread, with no hand-off to or from
+  // the epoll thread. Meanwhile the epoll thread rests (parked), because a thread blocked in epoll_wait would
+  // be woken by every event the spinner is about to take; it parks while a waiter drives the set or did
+  // within the last kParkMs, and a waiter that stops driving to go to sleep hands the set back at once.
+  static constexpr int kParkMs = 1;
+  bool spin_begin() noexcept override {
+    // Sockets on several ports: a waiter of one port must not hold back the others' completions (their
+    // waiters may all be asleep), so only the epoll thread runs the set.
+    if (multi_port_.load(std::memory_order_relaxed)) return false;
+    std::lock_guard<std::mutex> g(park_mu_);
+    if (park_stop_) return false;
+    ++spinners_;
+    last_spin_ = std::chrono::steady_clock::now();
+    return true;
+  }
+  bool poll_ready() noexcept override {
+    epoll_event evs[64];
+    const int n = ::epoll_wait(ep_, evs, 64, 0);
+    if (n <= 0) return false;
+    bool any = false;
+    for (int i = 0; i < n && !any; ++i) any = evs[i].data.u64 != 0;
+    if (!any) return false;  // only the (level-triggered) stop eventfd: the epoll thread's
+    Locked g(*this);
+    if (stopped_) return false;
+    handle_events(evs, n);
+    return true;
+  }
+  void spin_end(bool going_to_sleep) noexcept override {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> g(park_mu_);
+      --spinners_;
+      if (spinners_ == 0) {
+        last_spin_ = std::chrono::steady_clock::now();
+        if (going_to_sleep) {
+          last_spin_ = {};  // nobody drives the set now: the epoll thread must not wait for kParkMs
+          wake = parked_;
+        }
+      }
+    }
+    if (wake) park_cv_.notify_one();
+  }
+  // The epoll thread: rests while port waiters drive the set (see above).
+  void park_while_driven() {
+    std::unique_lock<std::mutex> g(park_mu_);
+    for (;;) {
+      if (park_stop_) return;
+      const auto now = std::chrono::steady_clock::now();
+      const auto until = spinners_ > 0 ? now + std::chrono::milliseconds(kParkMs) : last_spin_ + std::chrono::milliseconds(kParkMs);
+      if (spinners_ == 0 && until <= now) return;
+      parked_ = true;
+      park_cv_.wait_until(g, until);
+      parked_ = false;
+    }
+  }
+
   void loop() {
     epoll_event evs[64];
     for (;;) {
+      park_while_driven();
       int n = ::epoll_wait(ep_, evs, 64, -1);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -601,22 +705,24 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock> {
       Locked g(*this);
       if (stopped_) return;
       for (int i = 0; i < n; ++i) {
-        const std::uint64_t id = evs[i].data.u64;
-        if (id == 0) {
+        if (evs[i].data.u64 == 0) {
           std::uint64_t v;
           [[maybe_unused]] ssize_t r = ::read(wake_, &v, sizeof v);
-          continue;
-        }
-        if (Sock* s = find(id)) {  // a socket closed meanwhile is simply gone
-          const std::uint32_t ev = evs[i].events;
-          if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rd_ready = true;
-          if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->wr_ready = true;
-          process(*s);
         }
       }
+      handle_events(evs, n);
     }
   }
 
+  const Port* one_port_ = nullptr;           // under mu_: the port of the first socket
+  std::atomic<bool> multi_port_{false};      // sockets were associated with more than one port
+  std::shared_ptr<IdleLink> idle_link_ = std::make_shared<IdleLink>(static_cast<IdleSource*>(this));
+  std::mutex park_mu_;  // spinners_, last_spin_, parked_, park_stop_
+  std::condition_variable park_cv_;
+  int spinners_ = 0;                               // port waiters driving the set now
+  std::chrono::steady_clock::time_point last_spin_{};  // when one last started or stopped driving it
+  bool parked_ = false;
+  bool park_stop_ = false;
   std::mutex join_mu_;
   int ep_ = -1;
   int wake_ = -1;

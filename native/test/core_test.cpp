@@ -910,6 +910,97 @@ void bench() {
 
 }  // namespace
 
+// A port's idle source (port.h): a spinning waiter drives it, finds its completions, hands it back when it
+// goes to sleep or when other waiters sleep, and never calls a detached or shared one.
+struct FakeSource final : IdleSource {
+  std::shared_ptr<Port> port;
+  std::atomic<int> ready{0};  // completions waiting to be found by poll_ready
+  std::atomic<bool> accept{true};
+  std::atomic<int> begins{0}, polls{0}, ends_run{0}, ends_sleep{0};
+  bool spin_begin() noexcept override {
+    if (!accept.load()) return false;
+    begins.fetch_add(1);
+    return true;
+  }
+  bool poll_ready() noexcept override {
+    polls.fetch_add(1);
+    if (ready.load() == 0) return false;
+    ready.fetch_sub(1);
+    port->post(pk(42));
+    return true;
+  }
+  void spin_end(bool going_to_sleep) noexcept override { (going_to_sleep ? ends_sleep : ends_run).fetch_add(1); }
+};
+
+void test_idle_source() {
+  auto port = Port::create(4);
+  FakeSource a;
+  a.port = port;
+  auto la = std::make_shared<IdleLink>(&a);
+  port->attach_idle_source(la);
+  Packet p;
+  // Something ready: the waiter finds it itself and goes to run it.
+  a.ready = 1;
+  CHECK(port->dequeue(p, 2000) == DequeueKind::packet);
+  CHECK_EQ(p.key, 42u);
+  CHECK_EQ(a.begins.load(), 1);
+  CHECK(a.polls.load() >= 1);
+  CHECK_EQ(a.ends_run.load(), 1);
+  CHECK_EQ(a.ends_sleep.load(), 0);
+  // Nothing ready: it polls while it spins, then hands the source back and sleeps until the timeout.
+  CHECK(port->dequeue(p, 30) == DequeueKind::timeout);
+  CHECK_EQ(a.begins.load(), 2);
+  CHECK_EQ(a.ends_sleep.load(), 1);
+  // A source that declines is not polled.
+  a.accept = false;
+  const int polls_before = a.polls.load();
+  CHECK(port->dequeue(p, 10) == DequeueKind::timeout);
+  CHECK_EQ(a.polls.load(), polls_before);
+  a.accept = true;
+  // Another waiter asleep: the one that found packets still hands the source back.
+  std::atomic<bool> t_got{false};
+  const int sleeps_before = a.ends_sleep.load();
+  std::thread t([&] {
+    Packet q;
+    t_got = port->dequeue(q, 5000) == DequeueKind::packet && q.key == 7;
+  });
+  // t hands the source back as it goes to sleep after its spin.
+  for (auto until = Clock::now() + 5s; a.ends_sleep.load() == sleeps_before && Clock::now() < until;) std::this_thread::sleep_for(1ms);
+  CHECK_EQ(a.ends_sleep.load(), sleeps_before + 1);
+  for (auto until = Clock::now() + 5s; port->sleepers() == 0 && Clock::now() < until;) std::this_thread::sleep_for(1ms);
+  CHECK_EQ(port->sleepers(), 1u);
+  a.ready = 1;
+  CHECK(port->dequeue(p, 2000) == DequeueKind::packet);
+  CHECK_EQ(p.key, 42u);
+  CHECK_EQ(a.ends_sleep.load(), sleeps_before + 2);  // and we did too, though we got a packet: t sleeps
+  port->post(pk(7));
+  t.join();
+  CHECK(t_got.load());
+  // Detached: never called again.
+  la->detach();
+  const int begins_before = a.begins.load();
+  a.ready = 1;
+  CHECK(port->dequeue(p, 10) == DequeueKind::timeout);
+  CHECK_EQ(a.begins.load(), begins_before);
+  // A new live source replaces a detached one; a second live source makes the port drive neither.
+  FakeSource b, c;
+  b.port = c.port = port;
+  auto lb = std::make_shared<IdleLink>(&b);
+  auto lc = std::make_shared<IdleLink>(&c);
+  port->attach_idle_source(lb);
+  CHECK(port->dequeue(p, 10) == DequeueKind::timeout);
+  CHECK_EQ(b.begins.load(), 1);
+  port->attach_idle_source(lb);  // the same one again: still driven
+  port->attach_idle_source(lc);
+  b.ready = c.ready = 1;
+  CHECK(port->dequeue(p, 10) == DequeueKind::timeout);
+  CHECK_EQ(b.begins.load(), 1);
+  CHECK_EQ(c.begins.load(), 0);
+  lb->detach();
+  lc->detach();
+  port->close();
+}
+
 int main(int argc, char** argv) {
   bool do_bench = false;
   std::string filter;
@@ -932,6 +1023,7 @@ int main(int argc, char** argv) {
       {"timeout_races", test_timeout_races},
       {"million_across_threads", test_million_across_threads},
       {"validate", test_validate},
+      {"idle_source", test_idle_source},
       {"workers_concurrency_1", test_workers_concurrency_1},
       {"workers_concurrency_2", test_workers_concurrency_2},
       {"workers_close_after", test_workers_close_after},

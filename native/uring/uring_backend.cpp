@@ -20,12 +20,15 @@
 //   woken completion thread blocks at once on the lock held by the thread that woke it).
 // - Sockets are created BLOCKING (io_uring arms its own poll; an O_NONBLOCK socket would make io_uring
 //   return -EAGAIN). No blocking system call is ever made on them: the only synchronous I/O is the probe's
-//   recv(MSG_PEEK|MSG_DONTWAIT).
+//   recv(MSG_PEEK|MSG_DONTWAIT) and the first send(MSG_DONTWAIT) of a send op (see below).
 // - Per socket FIFO queues as in epoll (recv side: recv/probe/accept; send side), with at most ONE
 //   request in the kernel per side (catalogue O2/O3): recv = IORING_OP_RECV; probe = IORING_OP_POLL_ADD
 //   (POLLIN) then recv(MSG_PEEK|MSG_DONTWAIT) to classify ok/eof/reset (re-armed on EAGAIN); accept =
-//   IORING_OP_ACCEPT; send = IORING_OP_SEND with MSG_NOSIGNAL, resubmitting the remainder (send-all mode,
-//   exact count) or completing after the first call that wrote anything (partial mode); connect =
+//   IORING_OP_ACCEPT; send = first one non-blocking send(2) on the thread that runs the queue (the issuing
+//   thread, usually: what io_uring would try at submission, without a round trip through the completion
+//   thread; it completes the op when the socket has room), then IORING_OP_SEND with MSG_NOSIGNAL for what
+//   is left, resubmitting the remainder (send-all mode, exact count) or completing after the first call
+//   that wrote anything (partial mode); connect =
 //   IORING_OP_CONNECT (recv/send wait for it). Each SQE is one "call" for fault injection (counted at
 //   submission; a request cancelled before it ran is uncounted again).
 // - Cancellation (cancel(op), cancel(all), close, shutdown_all) is synchronous and always completes the
@@ -853,16 +856,25 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         err = s.error;
         st = sockets::status_from_errno(err);
       } else if (o.remaining() > 0) {
-        if (!sqe_or_retry(s)) return;
-        const int injected = s.faults.on_call(true);
-        if (injected == 0) {
-          io_uring_sqe* sqe = take_sqe(s, kSendSide);
-          io_uring_prep_send(sqe, s.fd, o.data.data() + o.sent, s.faults.cap(o.remaining()), MSG_NOSIGNAL);
-          submit_now();
-          return;
+        // First a non-blocking send(2) right here, on the issuing thread, as io_uring itself would try at
+        // submission: when the socket has room (the usual case) the op completes now and its packet is
+        // posted as the lock is released, with no round trip through the completion thread. Only what
+        // does not fit goes to the kernel as an IORING_OP_SEND. Each is one "call" for fault injection.
+        const int inl = try_send_inline(s, o);
+        if (inl > 0) continue;  // completed: the next op of the queue
+        if (inl == 0) {
+          if (!sqe_or_retry(s)) return;
+          err = s.faults.on_call(true);
+          if (err == 0) {
+            io_uring_sqe* sqe = take_sqe(s, kSendSide);
+            io_uring_prep_send(sqe, s.fd, o.data.data() + o.sent, s.faults.cap(o.remaining()), MSG_NOSIGNAL);
+            submit_now();
+            return;
+          }
+          fail_sticky(s, err);
+        } else {
+          err = -inl;  // the inline call failed (made sticky there)
         }
-        err = injected;
-        fail_sticky(s, err);
         st = sockets::status_from_errno(err);
       }
       std::unique_ptr<Op> op = std::move(s.sq.front());
@@ -870,6 +882,37 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
       const auto bytes = static_cast<std::uint32_t>(op->sent);
       complete(s, std::move(op), st, err, bytes);
     }
+  }
+
+  // Under mu_, the head send op o of s with nothing of the send side in the kernel: one non-blocking send
+  // call. Returns 1 when o completed (every byte, or the first bytes in partial mode), -errno when the call
+  // failed (an injected fault or a connection error, made sticky; the caller completes o with it), 0 when
+  // the rest must go to the kernel (EAGAIN, or bytes left in send-all mode).
+  int try_send_inline(Sock& s, Op& o) {
+    if (const int injected = s.faults.on_call(true); injected != 0) {
+      fail_sticky(s, injected);
+      return -injected;
+    }
+    ssize_t n;
+    do {
+      n = ::send(s.fd, o.data.data() + o.sent, s.faults.cap(o.remaining()), MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      const int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        if (s.faults.send_calls > 0) --s.faults.send_calls;  // nothing was sent: not a call that happened
+        return 0;
+      }
+      fail_sticky(s, e);
+      return -e;
+    }
+    o.account_sent(static_cast<std::size_t>(n));
+    if (o.remaining() > 0 && !(o.partial && n > 0)) return 0;
+    std::unique_ptr<Op> op = std::move(s.sq.front());
+    s.sq.pop_front();
+    const auto bytes = static_cast<std::uint32_t>(op->sent);
+    complete(s, std::move(op), Status::ok, 0, bytes);
+    return 1;
   }
 
   // A CQE for a request whose op is being cancelled (or whose socket is closing): keep what it did.
