@@ -20,14 +20,15 @@ MINGW_CXX=x86_64-w64-mingw32-g++-posix
 BUILD=${CPSPEC_MINGW_BUILD:-build-mingw}
 
 # --- toolchain and Wine ---------------------------------------------------------------------------------
-if ! command -v "$MINGW_CXX" >/dev/null 2>&1 || [ ! -x "$WINE64" ]; then
+ZLIB_MINGW=/usr/x86_64-w64-mingw32/include/zlib.h  # the framing codec's zlib (libz-mingw-w64-dev)
+if ! command -v "$MINGW_CXX" >/dev/null 2>&1 || [ ! -x "$WINE64" ] || [ ! -f "$ZLIB_MINGW" ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "ci/wine.sh: installing mingw-w64 and wine with apt"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends g++-mingw-w64-x86-64 wine64 wine >/dev/null
+    apt-get install -y -qq --no-install-recommends g++-mingw-w64-x86-64 libz-mingw-w64-dev wine64 wine >/dev/null
   else
-    echo "ci/wine.sh: needs $MINGW_CXX and $WINE64 (apt-get install g++-mingw-w64-x86-64 wine64 wine), or run as root" >&2
+    echo "ci/wine.sh: needs $MINGW_CXX, $ZLIB_MINGW and $WINE64 (apt-get install g++-mingw-w64-x86-64 libz-mingw-w64-dev wine64 wine), or run as root" >&2
     exit 2
   fi
 fi

@@ -39,8 +39,8 @@
 #include "workers.h"
 
 #if __has_include("framing.h")
-// The framing codec (native/framing), where the build has it (the Windows-only driver build does not):
-// framing.* methods (framing_rpc.cpp).
+// The framing codec (native/framing), where the build has it on its include path (every build here does,
+// the Windows one included): framing.* methods (framing_rpc.cpp).
 #define CPSPEC_DRIVER_FRAMING 1
 #include "framing_rpc.h"
 #endif
