@@ -4,6 +4,7 @@
 // benchmarks on Linux and Windows (the iocp back-end uses the kernel's port instead).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -69,11 +70,10 @@ class IdleLink {
   void detach() {
     std::lock_guard<std::mutex> g(mu_);
     src_ = nullptr;
+    attached_.store(false, std::memory_order_release);
   }
-  bool attached() {
-    std::lock_guard<std::mutex> g(mu_);
-    return src_ != nullptr;
-  }
+  // Lock-free: a port asks under its own lock, and mu_ is held while the source posts to ports.
+  bool attached() const noexcept { return attached_.load(std::memory_order_acquire); }
   bool spin_begin() {
     std::lock_guard<std::mutex> g(mu_);
     return src_ != nullptr && src_->spin_begin();
@@ -88,8 +88,9 @@ class IdleLink {
   }
 
  private:
-  std::mutex mu_;
+  std::mutex mu_;  // held around every call of src_ (so detach() waits for a call in progress)
   IdleSource* src_;
+  std::atomic<bool> attached_{true};
 };
 
 // A thread is associated with at most one port at a time: the port it last dequeued from. It counts as

@@ -20,9 +20,11 @@
 //   woken completion thread blocks at once on the lock held by the thread that woke it).
 // - Sockets are created BLOCKING (io_uring arms its own poll; an O_NONBLOCK socket would make io_uring
 //   return -EAGAIN). No blocking system call is ever made on them: the only synchronous I/O is the probe's
-//   recv(MSG_PEEK|MSG_DONTWAIT) and the first send(MSG_DONTWAIT) of a send op (see below).
+//   recv(MSG_PEEK|MSG_DONTWAIT) and the first recv/send(MSG_DONTWAIT) attempt of an op (see below).
 // - Per socket FIFO queues as in epoll (recv side: recv/probe/accept; send side), with at most ONE
-//   request in the kernel per side (catalogue O2/O3): recv = IORING_OP_RECV; probe = IORING_OP_POLL_ADD
+//   request in the kernel per side (catalogue O2/O3): recv = first one non-blocking recv(2) on the thread
+//   that runs the queue (on a busy connection the bytes are often there already), then, on EAGAIN only,
+//   IORING_OP_RECV (a pool-backed receive always goes to the kernel, which picks its buffer); probe = IORING_OP_POLL_ADD
 //   (POLLIN) then recv(MSG_PEEK|MSG_DONTWAIT) to classify ok/eof/reset (re-armed on EAGAIN); accept =
 //   IORING_OP_ACCEPT; send = first one non-blocking send(2) on the thread that runs the queue (the issuing
 //   thread, usually: what io_uring would try at submission, without a round trip through the completion
@@ -832,14 +834,41 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
             o.data.resize(want);
             into = o.data.data();
           }
-          io_uring_sqe* sqe = take_sqe(s, kRecvSide);
-          io_uring_prep_recv(sqe, s.fd, into, want, 0);
-          submit_now();
-          return;
+          // First one non-blocking recv(2) right here (as the send does; see try_send_inline): on a busy
+          // connection the bytes are often there already, and the op completes with no round trip
+          // through the kernel's queue and the completion thread. Only EAGAIN goes on to an
+          // IORING_OP_RECV, and the two together are one "call" for fault injection.
+          ssize_t n;
+          do {
+            n = ::recv(s.fd, into, want, MSG_DONTWAIT);
+          } while (n < 0 && errno == EINTR);
+          if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            io_uring_sqe* sqe = take_sqe(s, kRecvSide);
+            io_uring_prep_recv(sqe, s.fd, into, want, 0);
+            submit_now();
+            return;
+          }
+          if (n > 0) {
+            if (s.rbuf_used) {
+              buf.assign(into, into + n);
+            } else {
+              buf = std::move(o.data);
+              buf.resize(static_cast<std::size_t>(n));
+            }
+            bytes = static_cast<std::uint32_t>(n);
+          } else if (n == 0) {
+            s.eof = true;
+            st = Status::eof;
+          } else {
+            err = errno;
+            fail_sticky(s, err);
+            st = sockets::status_from_errno(err);
+          }
+        } else {
+          err = injected;
+          fail_sticky(s, err);
+          st = sockets::status_from_errno(err);
         }
-        err = injected;
-        fail_sticky(s, err);
-        st = sockets::status_from_errno(err);
       }
       std::unique_ptr<Op> op = std::move(s.rq.front());
       s.rq.pop_front();
