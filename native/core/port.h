@@ -1,7 +1,8 @@
 // The completion port core: a FIFO packet queue, a concurrency gate and LIFO waiter release, with the
 // semantics IOCP users rely on (see spec/ CP-PORT-*, CP-CONC-*, CP-ORDER-*). Portable C++20, no OS calls
-// beyond what the standard library gives, so the same core serves the addon, the standalone driver and the
-// benchmarks on Linux and Windows (the iocp back-end uses the kernel's port instead).
+// beyond what the standard library gives (and, on Linux, the thread's CPU affinity), so the same core
+// serves the addon, the standalone driver and the benchmarks on Linux and Windows (the iocp back-end uses
+// the kernel's port instead).
 #pragma once
 
 #include <atomic>
