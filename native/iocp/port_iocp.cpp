@@ -388,5 +388,10 @@ void io_retired(Port& p) noexcept { ThreadAssociation::impl_of(p).io_pending.fet
 std::size_t Port::running() const { return impl_->running.load(std::memory_order_relaxed); }
 std::size_t Port::queued() const { return impl_->queued.load(std::memory_order_relaxed); }
 std::size_t Port::waiters() const { return impl_->waiting.load(std::memory_order_relaxed); }
+// The kernel does the waiting here (GetQueuedCompletionStatusEx): there is no spin phase in which a waiter
+// could drive a source, and the IOCP back-end needs none (its completions are queued by the kernel). A
+// source attached here is simply never driven, and no waiter is known to be asleep rather than spinning.
+void Port::attach_idle_source(const std::shared_ptr<IdleLink>&) {}
+std::size_t Port::sleepers() const { return 0; }
 
 }  // namespace cpspec
