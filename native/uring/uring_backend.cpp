@@ -54,8 +54,10 @@
 //   flags; released buffers go back to the ring from any thread (BufRing::give_back). A buffer selected by
 //   a receive that ends without data (FIN, error, a cancel that raced) is recycled into the ring; bytes a
 //   cancelled pooled receive took go to the carry buffer like any other. A pooled receive served from carry
-//   needs a buffer in user space: it takes the next buffer the application releases (BufRing::spare), and
-//   completes pool_exhausted until there is one.
+//   needs a buffer from the ring at its attempt, as any pooled receive: it submits a buffer-select read of
+//   one byte from /dev/zero (Req::carry), so the kernel hands it a free buffer of the ring (the bytes of
+//   carry are then copied in) or fails it with -ENOBUFS exactly when the ring is empty. Buffers never
+//   wait in user space, so a kernel receive finds every free buffer.
 // - Session limits as in epoll (finish_accept refuses; close() ends the session).
 // - CPSPEC_URING_SQ_ENTRIES / CPSPEC_URING_CQ_ENTRIES shrink the ring (tests of CQ overflow).
 // - CPSPEC_DISABLE_URING=1 in the environment makes setup fail exactly as a seccomp denial of
@@ -63,6 +65,7 @@
 // - Setup also fails (nullptr + why) without IORING_FEAT_NODROP or when an opcode used here is missing
 //   (io_uring_get_probe_ring).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -141,6 +144,7 @@ struct Req {
   SocketId sock = 0;
   int side = 0;
   BufRing* ring = nullptr;  // a pool-backed receive: the buffer ring it selects from
+  bool carry = false;       // with ring: the /dev/zero read that takes a buffer for bytes in carry
 };
 
 // io_uring buffer rings hold at most 32768 entries and name buffers with 16-bit ids.
@@ -156,9 +160,7 @@ struct BufRing final : RecvPool::Sink {
   unsigned entries = 0;
   std::uint16_t bgid = 0;
   bool registered = false;
-  std::mutex mu;                     // the ring's tail (user space adds) and `spare`
-  std::vector<std::uint32_t> spare;  // released buffers kept in user space for a receive served from carry
-  bool spare_wanted = false;
+  std::mutex mu;  // the ring's tail (user space adds)
 
   void add_locked(std::uint32_t bid) {
     io_uring_buf_ring_add(br, pool->buffers().data(bid), static_cast<unsigned>(pool->buffer_size()),
@@ -167,28 +169,12 @@ struct BufRing final : RecvPool::Sink {
   }
   void give_back(std::uint32_t bid) override {
     std::lock_guard<std::mutex> g(mu);
-    if (spare_wanted) {
-      spare.push_back(bid);
-      spare_wanted = false;
-    } else {
-      add_locked(bid);
-    }
+    add_locked(bid);
   }
   // A buffer the kernel selected that is not handed to the application (end of stream, error, cancel).
   void recycle(std::uint32_t bid) {
     std::lock_guard<std::mutex> g(mu);
     add_locked(bid);
-  }
-  // A free buffer in user space for a receive served from carry, or none (then the next release is kept).
-  bool take_spare(std::uint32_t& bid) {
-    std::lock_guard<std::mutex> g(mu);
-    if (spare.empty()) {
-      spare_wanted = true;
-      return false;
-    }
-    bid = spare.back();
-    spare.pop_back();
-    return true;
   }
 };
 
@@ -252,6 +238,9 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         return false;
       }
     }
+    // IORING_OP_READ (5.6) with buffer select takes a buffer of a pool's ring for bytes in carry (see the
+    // top of this file); without it such a receive reports pool-exhausted.
+    if (io_uring_opcode_supported(probe, IORING_OP_READ)) zero_fd_ = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
     io_uring_free_probe(probe);
     // IORING_ASYNC_CANCEL_FD / _ALL (5.19). CPSPEC_URING_NO_CANCEL_FD=1 forces the per-request fallback
     // (for the tests); a kernel that rejects the flags with -EINVAL switches to it at run time as well.
@@ -287,6 +276,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     }
     if (ring_ok_) io_uring_queue_exit(&ring_);
     if (efd_ >= 0) ::close(efd_);
+    if (zero_fd_ >= 0) ::close(zero_fd_);
   }
 
   const char* name() const noexcept override { return "uring"; }
@@ -760,32 +750,23 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
       int err = 0;
       std::uint32_t bytes = 0;
       std::vector<std::uint8_t> buf;
-      if (s.carry_avail() > 0 && o.pool) {  // carry into a pool buffer: only one kept in user space
-        BufRing* ring = rings_.at(o.pool.get()).get();
-        std::uint32_t bid = 0;
-        std::uint32_t buffer = kNoPoolBuffer;
-        if (ring->take_spare(bid)) {
-          const std::size_t n = std::min({static_cast<std::size_t>(o.length), o.pool->buffer_size(), s.carry_avail()});
-          std::memcpy(o.pool->buffers().data(bid), s.carry.data() + s.carry_off, n);
-          buf.assign(s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off),
-                     s.carry.begin() + static_cast<std::ptrdiff_t>(s.carry_off + n));
-          s.carry_off += n;
-          if (s.carry_avail() == 0) {
-            s.carry.clear();
-            s.carry_off = 0;
-          }
-          bytes = static_cast<std::uint32_t>(n);
-          o.pool->delivered(bid);
-          buffer = bid;
-        } else {
+      if (s.carry_avail() > 0 && o.pool) {  // bytes in carry, into a buffer the ring hands over now
+        if (zero_fd_ < 0) {  // cannot take one from the ring (no /dev/zero): report exhausted, lose nothing
           o.pool->note_exhausted();
-          st = Status::pool_exhausted;
-          err = ENOBUFS;
+          std::unique_ptr<Op> op = std::move(s.rq.front());
+          s.rq.pop_front();
+          complete(s, std::move(op), Status::pool_exhausted, ENOBUFS, 0);
+          continue;
         }
-        std::unique_ptr<Op> op = std::move(s.rq.front());
-        s.rq.pop_front();
-        complete(s, std::move(op), st, err, bytes, 0, &buf, buffer);
-        continue;
+        BufRing* ring = rings_.at(o.pool.get()).get();
+        if (io_uring_sqe* sqe = take_sqe(s, kRecvSide, ring)) {
+          io_uring_prep_read(sqe, zero_fd_, nullptr, 1, 0);
+          sqe->flags |= IOSQE_BUFFER_SELECT;
+          sqe->buf_group = ring->bgid;
+          req_slots_[(s.req[kRecvSide] & 0xFFFFFFFFu) - 1].r.carry = true;
+          submit_now();
+        }
+        return;
       }
       if (s.carry_avail() > 0) {  // bytes a cancelled recv took: they come first
         if (o.kind == OpKind::recv) {
@@ -1044,6 +1025,16 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     }
     Sock& s = *sp;
     s.req[r.side] = 0;
+    if (r.carry) {  // a buffer taken for bytes in carry: they stay in carry whatever became of it
+      if (s.abort[r.side] || s.closing || res == -ECANCELED) {
+        if ((flags & IORING_CQE_F_BUFFER) != 0) r.ring->recycle(flags >> IORING_CQE_BUFFER_SHIFT);
+        if (!s.abort[r.side] && !s.closing) process(s);  // cancelled by the kernel itself: again
+        return;
+      }
+      on_carry_take(s, res, flags, *r.ring);
+      process(s);
+      return;
+    }
     if (s.abort[r.side] || s.closing) {
       salvage(s, r.side, res, flags, r.ring);
       return;
@@ -1208,6 +1199,42 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     complete(s, std::move(op), st, err, bytes, 0, &buf, buffer);
   }
 
+  // The /dev/zero read that took a buffer of the ring for the pooled receive at the head of s.rq, to be
+  // served from carry: the bytes go into that buffer; -ENOBUFS is pool_exhausted (the ring was empty at the
+  // attempt), with the bytes left in carry.
+  void on_carry_take(Sock& s, int res, unsigned flags, BufRing& ring) {
+    const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+    const auto bid = static_cast<std::uint32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    const bool head_pooled = !s.rq.empty() && s.rq.front()->kind == OpKind::recv && s.rq.front()->pool;
+    if (has_buffer && res >= 0 && head_pooled && s.carry_avail() > 0) {
+      Op& o = *s.rq.front();
+      const std::size_t n = std::min({static_cast<std::size_t>(o.length), o.pool->buffer_size(), s.carry_avail()});
+      const std::uint8_t* from = s.carry.data() + s.carry_off;
+      std::memcpy(o.pool->buffers().data(bid), from, n);
+      std::vector<std::uint8_t> buf(from, from + n);
+      s.carry_off += n;
+      if (s.carry_avail() == 0) {
+        s.carry.clear();
+        s.carry_off = 0;
+      }
+      o.pool->delivered(bid);
+      std::unique_ptr<Op> op = std::move(s.rq.front());
+      s.rq.pop_front();
+      complete(s, std::move(op), Status::ok, 0, static_cast<std::uint32_t>(n), 0, &buf, bid);
+      return;
+    }
+    if (has_buffer) ring.recycle(bid);
+    if (!head_pooled || res >= 0 || res == -EINTR || res == -EAGAIN) return;  // process() decides again
+    std::unique_ptr<Op> op = std::move(s.rq.front());
+    s.rq.pop_front();
+    if (res == -ENOBUFS) {
+      op->pool->note_exhausted();
+      complete(s, std::move(op), Status::pool_exhausted, ENOBUFS, 0);
+    } else {  // the read of /dev/zero itself failed: nothing was taken from the socket or carry
+      complete(s, std::move(op), sockets::status_from_errno(-res), -res, 0);
+    }
+  }
+
   void on_send(Sock& s, int res) {
     if (s.sq.empty()) return;
     Op& o = *s.sq.front();
@@ -1283,6 +1310,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
   bool ring_ok_ = false;
   bool cancel_fd_ = false;
   int efd_ = -1;                // wakes the completion thread (see submit_now)
+  int zero_fd_ = -1;            // /dev/zero: buffer-select reads take a ring buffer for carry (Req::carry)
   bool wake_pending_ = false;   // efd_ written, the completion thread has not seen it yet
   bool wake_armed_ = false;     // its POLL_ADD is in the kernel
   bool wake_multishot_ = true;  // that poll is multishot (on_wake_more); false after the kernel refused it
