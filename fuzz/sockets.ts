@@ -17,9 +17,17 @@
 //     bytes its peer sent, in order (each send contributing the prefix its completion reports); after eof
 //     from a peer that shut down cleanly with every send complete, exactly everything;
 //   - cancel says 'ok' only when something was pending; a recv it cancelled by id completes 'aborted';
-//   - pools: inUse + available === total, inUse equals the buffers the executor holds, acquire never hands
-//     out a held buffer and answers exhausted only when all are held; release answers ok / double-release /
-//     foreign exactly as the executor expects;
+//   - pools: inUse + available === total, inUse equals the buffers the executor holds (whenever no
+//     pool-backed receive of the pool is pending), acquire never hands out a held buffer and answers
+//     exhausted only when all are held; release answers ok / double-release / foreign exactly as the
+//     executor expects;
+//   - pool-backed receives (native/core/recv_pool.h): an ok one names a buffer of its pool that the
+//     executor did not hold (the executor holds it from then on), with 1..min(length, buffer size) bytes;
+//     pool-exhausted carries 0 bytes, no data and no buffer, reads nothing (its bytes come in later
+//     receives: the stream invariant above sees them in submission order like any other), and comes only
+//     when every buffer of the pool could have been in use at some moment of the receive's life; only an
+//     ok pool-backed receive names a buffer; a pool that served one is bound to receives: acquire on it
+//     rejects invalid;
 //   - at the end nothing leaks: every socket handle is forgotten after close (a later call rejects), and
 //     after releasing what it held every pool has inUse 0.
 import fc from 'fast-check';
@@ -36,6 +44,8 @@ export type SocketOp =
   | { op: 'send'; s: number; size: number }
   /** length 0: a zero-length readiness probe. */
   | { op: 'recv'; s: number; length: number }
+  /** A pool-backed receive into a buffer of pool p (binds p to receives). */
+  | { op: 'recvPooled'; s: number; p: number; length: number }
   | { op: 'shutdown'; s: number; how: 'send' | 'recv' | 'both' }
   | { op: 'close'; s: number; abortive: boolean }
   | { op: 'closeListener'; l: number }
@@ -55,6 +65,7 @@ export interface SocketScenario {
 }
 
 const sock = fc.nat(3);
+const poolOpArb = fc.record({ op: fc.constant('pool' as const), bufferSize: fc.integer({ min: 1, max: 4096 }), count: fc.integer({ min: 1, max: 4 }) });
 const opArb: fc.Arbitrary<SocketOp> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: 'listen' as const }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('connect' as const), l: fc.nat(3) }) },
@@ -67,6 +78,10 @@ const opArb: fc.Arbitrary<SocketOp> = fc.oneof(
     weight: 5,
     arbitrary: fc.record({ op: fc.constant('recv' as const), s: sock, length: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 8192 })) }),
   },
+  {
+    weight: 4,
+    arbitrary: fc.record({ op: fc.constant('recvPooled' as const), s: sock, p: fc.nat(3), length: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 8192 })) }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('shutdown' as const), s: sock, how: fc.constantFrom('send' as const, 'recv' as const, 'both' as const) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('close' as const), s: sock, abortive: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('closeListener' as const), l: fc.nat(3) }) },
@@ -78,7 +93,7 @@ const opArb: fc.Arbitrary<SocketOp> = fc.oneof(
       ms: fc.oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 3, arbitrary: fc.integer({ min: 1, max: 4 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 20 }) }),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('pool' as const), bufferSize: fc.integer({ min: 1, max: 4096 }), count: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: poolOpArb },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('acquire' as const), p: fc.nat(3) }) },
   {
     weight: 2,
@@ -87,10 +102,13 @@ const opArb: fc.Arbitrary<SocketOp> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('stats' as const), p: fc.nat(3) }) },
 );
 
-/** Scenarios start with a listener and a connection (shrinking may remove them). */
+/**
+ * Scenarios start with a listener and a connection, and three in four with a buffer pool (shrinking drops
+ * it when the failure does not need it), so that pool-backed receives have a pool to use in short ones.
+ */
 export const socketScenarioArb: fc.Arbitrary<SocketScenario> = fc
-  .array(opArb, { maxLength: 40 })
-  .map((ops) => ({ suite: 'sockets' as const, ops: [{ op: 'listen' as const }, { op: 'connect' as const, l: 0 }, ...ops] }));
+  .tuple(fc.option(poolOpArb, { nil: undefined, freq: 4 }), fc.array(opArb, { maxLength: 40 }))
+  .map(([pool, ops]) => ({ suite: 'sockets' as const, ops: [{ op: 'listen' as const }, { op: 'connect' as const, l: 0 }, ...(pool ? [pool] : []), ...ops] }));
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -113,6 +131,18 @@ interface RecvRec {
   done?: Packet;
   /** cancel(op) answered 'ok' for it. */
   cancelled: boolean;
+  /** Set for a pool-backed receive. */
+  pooled?: PooledRecv;
+}
+
+interface PooledRecv {
+  pool: PoolState;
+  /**
+   * The most buffers of the pool that may have been in use at one moment of the receive's life, as far as
+   * the executor can tell: those it held, plus one per other pending pool-backed receive of the pool (which
+   * may have taken one already). Below the pool's count, the pool never ran dry for this receive.
+   */
+  busy: number;
 }
 
 interface Conn {
@@ -150,7 +180,11 @@ interface OpRec {
 interface PoolState {
   id: PoolId;
   count: number;
+  /** The size of each buffer: bufferSize rounded up to a multiple of 64 (BufferPoolOptions). */
+  bufferSize: number;
   held: Set<number>;
+  /** The step of the first pool-backed receive the target accepted on it (the pool is bound to receives from then on). */
+  boundAt?: number;
 }
 
 const SETTLE_MS = 5000;
@@ -253,18 +287,56 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
     }
   };
 
+  /** The pending pool-backed receives of pool ps (submitted, completion not yet dequeued). */
+  const pooledPending = (ps: PoolState): PooledRecv[] => pending().flatMap((o) => (o.recv?.pooled?.pool === ps ? [o.recv.pooled] : []));
+
+  /**
+   * Raises the busy mark of every pending pool-backed receive of ps. Called when one is submitted: that is
+   * when the mark can grow (acquire cannot run on a bound pool, and an ok completion moves one buffer from
+   * a pending receive to the held set).
+   */
+  const noteBusy = (ps: PoolState) => {
+    const mine = pooledPending(ps);
+    for (const r of mine) r.busy = Math.max(r.busy, ps.held.size + mine.length - 1);
+  };
+
+  /** The completion of a pool-backed receive (its bytes were checked like any recv's). */
+  const checkPooled = (step: number, what: string, r: PooledRecv, p: Packet) => {
+    const ps = r.pool;
+    if (p.status === 'ok') {
+      if (p.bytes > ps.bufferSize) throw new InvariantError(step, `${what}: ${p.bytes} bytes in a buffer of ${ps.bufferSize}`);
+      const b = p.buffer;
+      if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= ps.count) {
+        throw new InvariantError(step, `${what}: completed ok naming buffer ${String(b)}, not one of pool ${ps.id}'s ${ps.count}`);
+      }
+      if (ps.held.has(b)) throw new InvariantError(step, `${what}: completed ok in buffer ${b} of pool ${ps.id}, which the executor still holds`);
+      // The application holds it now: a later 'release' gives it back, the end releases it at the latest.
+      ps.held.add(b);
+    } else if (p.status === 'pool-exhausted') {
+      // Nothing read (bytes === data.length was checked): the bytes stay for the next receive.
+      if (p.bytes !== 0) throw new InvariantError(step, `${what}: pool-exhausted with ${p.bytes} bytes (an exhausted receive reads nothing)`);
+      if (r.busy < ps.count) {
+        throw new InvariantError(step, `${what}: pool-exhausted, but at most ${r.busy} of pool ${ps.id}'s ${ps.count} buffers were in use at any moment of its life (held by the executor or taken by another pending pool-backed receive)`);
+      }
+    }
+  };
+
   const onPacket = (step: number, p: Packet, via: string) => {
     if (p.op === undefined) throw new InvariantError(step, `${via} delivered a packet without an op id (key ${p.key}, token ${p.token}, status ${p.status}); nothing was posted`);
     const rec = ops.get(p.op);
     if (!rec) throw new InvariantError(step, `${via} delivered a completion of op ${p.op}, which no submission returned`);
     if (rec.done) throw new InvariantError(step, `${via} delivered a second completion of op ${p.op} (${rec.kind} of step ${rec.step}), status ${p.status}`);
     rec.done = true;
-    const what = `op ${p.op} (${rec.kind} of step ${rec.step})`;
-    const k = `${rec.kind}:${p.status}`;
+    const pooled = rec.recv?.pooled;
+    const what = `op ${p.op} (${pooled ? 'pool-backed recv' : rec.kind} of step ${rec.step})`;
+    const k = `${pooled ? 'recvPooled' : rec.kind}:${p.status}`;
     stats.completions[k] = (stats.completions[k] ?? 0) + 1;
     stats.bytesReceived += rec.kind === 'recv' ? (p.data?.length ?? 0) : 0;
     if (p.token !== rec.token) throw new InvariantError(step, `${what} completed with token ${p.token}, submitted with ${rec.token}`);
     if (p.key !== rec.key) throw new InvariantError(step, `${what} completed with key ${p.key}, expected ${rec.key}`);
+    // Only an ok pool-backed receive hands a buffer to the application; only a pool-backed one can find its pool empty.
+    if (p.buffer !== undefined && !(pooled && p.status === 'ok')) throw new InvariantError(step, `${what} completed ${p.status} naming buffer ${p.buffer}`);
+    if (p.status === 'pool-exhausted' && !pooled) throw new InvariantError(step, `${what} completed pool-exhausted without a pool`);
     switch (rec.kind) {
       case 'connect':
         break;
@@ -318,6 +390,7 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
           throw new InvariantError(step, `${what} on ${rec.conn!.name}: a recv of ${r.length} completed ok with 0 bytes (end of stream is status eof, not a 0-byte success)`);
         }
         if (r.cancelled && p.status !== 'aborted') throw new InvariantError(step, `${what} on ${rec.conn!.name}: cancel(op) answered ok, but it completed ${p.status}`);
+        if (pooled) checkPooled(step, `${what} on ${rec.conn!.name}`, pooled, p);
         if (p.status === 'eof') rec.conn!.sawEof = true;
         checkStream(step, rec.conn!);
         break;
@@ -361,7 +434,10 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
     const s = await call(pools!.poolStats(ps.id), 'poolStats', step);
     if (s.total !== ps.count) throw new InvariantError(step, `pool ${ps.id}: total ${s.total}, created with ${ps.count}`);
     if (s.inUse + s.available !== s.total) throw new InvariantError(step, `pool ${ps.id}: inUse ${s.inUse} + available ${s.available} !== total ${s.total}`);
-    if (s.inUse !== ps.held.size) throw new InvariantError(step, `pool ${ps.id}: inUse ${s.inUse}, but the executor holds ${ps.held.size} buffer(s)`);
+    // A pending pool-backed receive may take a buffer at any moment, counted in use before its completion
+    // reaches the executor; and the counts are exact only while nothing else touches the pool (racy reads
+    // on the native pool, native/pool/buffer_pool.h). So inUse is compared once no such receive is pending.
+    if (pooledPending(ps).length === 0 && s.inUse !== ps.held.size) throw new InvariantError(step, `pool ${ps.id}: inUse ${s.inUse}, but the executor holds ${ps.held.size} buffer(s)`);
   };
 
   const connOf = (i: number): Conn | undefined => (conns.length === 0 ? undefined : conns[i % conns.length]);
@@ -462,6 +538,24 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
         }
         break;
       }
+      case 'recvPooled': {
+        const c = connOf(op.s);
+        const ps = poolStates.length ? poolStates[op.p % poolStates.length] : undefined;
+        if (!c || !ps) break;
+        const token = nextToken++;
+        try {
+          const id = await call(api().recv(c.id, { length: op.length, token, pool: ps.id }), 'recv (pool-backed)', step);
+          // Accepted: the pool serves receives now (a refused submission binds nothing: acquire still works).
+          ps.boundAt ??= step;
+          const r: RecvRec = { op: id, length: op.length, cancelled: false, pooled: { pool: ps, busy: 0 } };
+          c.recvs.push(r);
+          submitted(step, 'recv', id, token, c.key, { conn: c, recv: r });
+          noteBusy(ps);
+        } catch (e) {
+          tolerate(step, e, `pool-backed recv on ${c.name}`, c.usable && !c.closed);
+        }
+        break;
+      }
       case 'shutdown': {
         const c = connOf(op.s);
         if (!c) break;
@@ -528,7 +622,7 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
       case 'pool': {
         if (!pools) break;
         const id = await call(pools.createBufferPool({ bufferSize: op.bufferSize, count: op.count }), 'createBufferPool', step);
-        const ps: PoolState = { id, count: op.count, held: new Set() };
+        const ps: PoolState = { id, count: op.count, bufferSize: Math.ceil(op.bufferSize / 64) * 64, held: new Set() };
         poolStates.push(ps);
         await checkStats(step, ps);
         break;
@@ -536,6 +630,19 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
       case 'acquire': {
         const ps = poolStates.length ? poolStates[op.p % poolStates.length] : undefined;
         if (!ps) break;
+        if (ps.boundAt !== undefined) {
+          // Bound to receives (on io_uring its free buffers are the kernel's): acquire is invalid on every target.
+          let answer: string;
+          try {
+            answer = JSON.stringify(await call(pools!.acquireBuffer(ps.id, 0), 'acquireBuffer', step));
+          } catch (e) {
+            if (e instanceof InvariantError) throw e;
+            if (!(e instanceof TargetError) || e.code !== 'invalid') throw new InvariantError(step, `acquire on pool ${ps.id}, bound to receives, failed with ${e instanceof TargetError ? e.code : String(e)} (expected invalid)`);
+            await checkStats(step, ps);
+            break;
+          }
+          throw new InvariantError(step, `acquire on pool ${ps.id}, bound to receives since step ${ps.boundAt}, answered ${answer} (expected invalid)`);
+        }
         const r = await call(pools!.acquireBuffer(ps.id, 0), 'acquireBuffer', step);
         if (r.kind === 'buffer') {
           if (!Number.isInteger(r.id) || r.id < 0 || r.id >= ps.count) throw new InvariantError(step, `pool ${ps.id} of ${ps.count} handed out buffer ${r.id}`);
@@ -556,7 +663,8 @@ export async function runSocketScenario(t: Target, scenario: SocketScenario, opt
         if (op.kind === 'held' && ps.held.size > 0) {
           id = [...ps.held][op.b % ps.held.size];
           want = 'ok';
-        } else if (op.kind !== 'foreign' && free.length > 0) {
+        } else if (op.kind !== 'foreign' && free.length > 0 && pooledPending(ps).length === 0) {
+          // (Not while a pool-backed receive of the pool is pending: it may have taken that buffer by now.)
           id = free[op.b % free.length];
           want = 'double-release';
         } else {
@@ -670,32 +778,37 @@ export interface SocketRunStats {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// A deliberately broken target, to prove the fuzzer catches a real socket bug and shrinks it.
+// Deliberately broken targets, to prove the fuzzer catches real socket and pool bugs and shrinks them.
 // ---------------------------------------------------------------------------------------------------------
 
-/**
- * Wraps a target so that the 'aborted' completion of a recv that was pending when its socket was closed is
- * dropped on the floor (the classic "close leaves a receive pending forever" bug).
- */
-export function dropAbortedRecvOnClose(inner: Target): Target {
+interface CompletionEdits {
+  /** Sees every receive the inner target accepted. */
+  recv?(socket: SocketId, options: { length: number; token: number; pool?: PoolId }, op: OpId): void;
+  /** Sees every close before it is made. */
+  close?(socket: SocketId): void;
+  /** Each completion on its way to the application: the packet to deliver instead, or undefined to drop it. */
+  edit(p: Packet): Packet | undefined | Promise<Packet | undefined>;
+  reset(): void;
+}
+
+/** Wraps a target so that its completions pass through `hooks.edit` (dequeue, dequeueMany and closePort alike). */
+function editCompletions(inner: Target, hooks: CompletionEdits): Target {
   const s = inner.sockets;
-  if (!s) throw new Error('dropAbortedRecvOnClose needs a target with sockets');
-  const recvSocket = new Map<OpId, SocketId>();
-  const closed = new Set<SocketId>();
-  const dropped = (p: Packet) => p.status === 'aborted' && p.op !== undefined && closed.has(recvSocket.get(p.op) ?? -1);
+  if (!s) throw new Error('a broken socket target needs a target with sockets');
+  const editAll = async (packets: Packet[]) => (await Promise.all(packets.map((p) => hooks.edit(p)))).filter((p): p is Packet => p !== undefined);
   const sockets: SocketApi = {
     listen: (...a) => s.listen(...a),
     accept: (...a) => s.accept(...a),
     connect: (...a) => s.connect(...a),
     recv: async (socket, options) => {
       const op = await s.recv(socket, options);
-      recvSocket.set(op, socket);
+      hooks.recv?.(socket, options, op);
       return op;
     },
     send: (...a) => s.send(...a),
     shutdown: (...a) => s.shutdown(...a),
     close: (socket, options) => {
-      closed.add(socket);
+      hooks.close?.(socket);
       return s.close(socket, options);
     },
     cancel: (...a) => s.cancel(...a),
@@ -709,24 +822,25 @@ export function dropAbortedRecvOnClose(inner: Target): Target {
     dequeue: async (port, timeoutMs) => {
       for (;;) {
         const r = await inner.dequeue(port, timeoutMs);
-        if (r.kind !== 'packet' || !dropped(r.packet)) return r;
+        if (r.kind !== 'packet') return r;
+        const p = await hooks.edit(r.packet);
+        if (p) return { kind: 'packet', packet: p };
       }
     },
     dequeueMany: async (port, max, timeoutMs) => {
       for (;;) {
         const r = await inner.dequeueMany(port, max, timeoutMs);
         if (r.kind !== 'packets') return r;
-        const packets = r.packets.filter((p) => !dropped(p));
+        const packets = await editAll(r.packets);
         if (packets.length > 0) return { kind: 'packets', packets };
         if (timeoutMs === 0) return { kind: 'timeout' };
       }
     },
-    closePort: async (port) => (await inner.closePort(port)).filter((p) => !dropped(p)),
+    closePort: async (port) => editAll(await inner.closePort(port)),
     runWorkers: (p, programs, o) => inner.runWorkers(p, programs, o),
     sockets,
     reset: async () => {
-      recvSocket.clear();
-      closed.clear();
+      hooks.reset();
       await inner.reset();
     },
     dispose: () => inner.dispose(),
@@ -734,4 +848,48 @@ export function dropAbortedRecvOnClose(inner: Target): Target {
   if (inner.pools) t.pools = inner.pools;
   if (inner.framing) t.framing = inner.framing;
   return t;
+}
+
+/**
+ * Wraps a target so that the 'aborted' completion of a recv that was pending when its socket was closed is
+ * dropped on the floor (the classic "close leaves a receive pending forever" bug).
+ */
+export function dropAbortedRecvOnClose(inner: Target): Target {
+  const recvSocket = new Map<OpId, SocketId>();
+  const closed = new Set<SocketId>();
+  return editCompletions(inner, {
+    recv: (socket, _options, op) => recvSocket.set(op, socket),
+    close: (socket) => closed.add(socket),
+    edit: (p) => (p.status === 'aborted' && p.op !== undefined && closed.has(recvSocket.get(p.op) ?? -1) ? undefined : p),
+    reset: () => {
+      recvSocket.clear();
+      closed.clear();
+    },
+  });
+}
+
+/** Linux's ENOBUFS: the native error of a pool-exhausted receive. */
+const ENOBUFS = 105;
+
+/**
+ * Wraps a target so that a pool-backed receive that took the last free buffer of its pool reports
+ * pool-exhausted (0 bytes, ENOBUFS) and loses the bytes it read, its buffer going back to the pool
+ * quietly: a back-end that checks for exhaustion after taking the buffer instead of before.
+ */
+export function exhaustedOnLastBuffer(inner: Target): Target {
+  const pools = inner.pools;
+  if (!pools) throw new Error('exhaustedOnLastBuffer needs a target with pools');
+  const recvPool = new Map<OpId, PoolId>();
+  return editCompletions(inner, {
+    recv: (_socket, options, op) => {
+      if (options.pool !== undefined) recvPool.set(op, options.pool);
+    },
+    edit: async (p) => {
+      const pool = p.op === undefined ? undefined : recvPool.get(p.op);
+      if (pool === undefined || p.status !== 'ok' || p.buffer === undefined || (await pools.poolStats(pool)).available > 0) return p;
+      await pools.releaseBuffer(pool, p.buffer);
+      return { key: p.key, token: p.token, op: p.op, status: 'pool-exhausted', bytes: 0, nativeError: ENOBUFS };
+    },
+    reset: () => recvPool.clear(),
+  });
 }

@@ -53,9 +53,10 @@ step and at the end:
             waiters in flight, nothing delivered twice or unposted, close hands back the rest in order;
             every waiter settles, every packet delivered exactly once)
   sockets   listen/connect/accept/send/recv (zero-length probes too)/shutdown/close (graceful and
-            abortive)/cancel between sockets of the target, and buffer pools (acquire, release: held,
-            double, foreign; stats): every operation completes exactly once, received bytes are a prefix
-            of the bytes sent, in order, pools conserve buffers, nothing leaks at the end
+            abortive)/cancel between sockets of the target, buffer pools (acquire, release: held,
+            double, foreign; stats) and pool-backed receives: every operation completes exactly once,
+            received bytes are a prefix of the bytes sent, in order, pools conserve buffers, a pooled
+            receive is pool-exhausted only when the pool could be empty, nothing leaks at the end
   framing   streams cut, corrupted and limit-changed through the target's framing codec, checked
             against the whole-buffer oracle of FRAMING.md
 A failure is shrunk to a minimal scenario, printed, and saved as a runnable JSON repro.

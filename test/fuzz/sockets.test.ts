@@ -1,6 +1,7 @@
 // The sockets-and-pools fuzzer (fuzz/sockets.ts): it finds nothing on the good targets while exercising
-// real traffic, it catches a deliberately broken target (a recv cancelled by close never completes) and
-// shrinks it to a small scenario whose saved repro replays, and the model deviation it tolerates is real.
+// real traffic, it catches deliberately broken targets (a recv cancelled by close never completes; a
+// pool-backed receive reports pool-exhausted and loses its bytes) and shrinks them to small scenarios whose
+// saved repros replay, and the model deviation it tolerates is real.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,16 @@ import type { Target } from '../../reference/src/target.ts';
 import { createModelTarget } from '../../reference/src/model/index.ts';
 import { createNativeTarget } from '../../native/js/target.ts';
 import { fuzzSuite, readRepro, replay } from '../../fuzz/cli.ts';
-import { allowancesFor, dropAbortedRecvOnClose, KNOWN_DEVIATIONS, runSocketScenario, socketScenarioArb, type SocketRunStats, type SocketScenario } from '../../fuzz/sockets.ts';
+import {
+  allowancesFor,
+  dropAbortedRecvOnClose,
+  exhaustedOnLastBuffer,
+  KNOWN_DEVIATIONS,
+  runSocketScenario,
+  socketScenarioArb,
+  type SocketRunStats,
+  type SocketScenario,
+} from '../../fuzz/sockets.ts';
 
 const save = () => mkdtempSync(path.join(tmpdir(), 'cpspec-fuzz-sockets-'));
 const targets: Array<[string, () => Promise<Target>]> = [
@@ -43,12 +53,14 @@ describe('sockets fuzzer on good targets', () => {
       } finally {
         await t.dispose();
       }
-      // The scenarios are not vacuous: connections, data, eof, aborts and pool traffic all happen.
+      // The scenarios are not vacuous: connections, data, eof, aborts, pool traffic and pool-backed receives all happen.
       const c = total.completions;
       expect(total.connections).toBeGreaterThan(100);
       expect(total.bytesReceived).toBeGreaterThan(50);
       expect(total.poolOps).toBeGreaterThan(20);
-      for (const k of ['accept:ok', 'connect:ok', 'send:ok', 'recv:ok', 'recv:eof', 'recv:aborted', 'accept:aborted']) expect(c[k] ?? 0, `${k} in ${JSON.stringify(c)}`).toBeGreaterThan(0);
+      for (const k of ['accept:ok', 'connect:ok', 'send:ok', 'recv:ok', 'recv:eof', 'recv:aborted', 'accept:aborted', 'recvPooled:ok', 'recvPooled:aborted']) {
+        expect(c[k] ?? 0, `${k} in ${JSON.stringify(c)}`).toBeGreaterThan(0);
+      }
     }, 60_000);
   }
 });
@@ -60,9 +72,9 @@ describe('sockets fuzzer on a deliberately broken target', () => {
     expect(r.failed).toBe(true);
     expect(r.repro!.error).toMatch(/never completed after every socket was closed \(nothing more for 150 ms\): op \d+ \(recv/);
     const ops = (r.repro!.scenario as SocketScenario).ops;
-    // listen, connect, recv (and at most a couple of steps more): the end closes the socket.
+    // listen, connect, a recv, plain or pool-backed (and at most a couple of steps more): the end closes the socket.
     expect(ops.length, JSON.stringify(ops)).toBeLessThanOrEqual(5);
-    expect(ops.some((o) => o.op === 'recv')).toBe(true);
+    expect(ops.some((o) => o.op === 'recv' || o.op === 'recvPooled'), JSON.stringify(ops)).toBe(true);
     // The saved file is a runnable repro: it fails on the broken target and passes on the good ones.
     const saved = readRepro(r.reproFile!);
     expect(saved.suite).toBe('sockets');
@@ -82,6 +94,74 @@ describe('sockets fuzzer on a deliberately broken target', () => {
     expect(r.failed).toBe(true);
     expect(r.repro!.error).toMatch(/never completed/);
     expect((r.repro!.scenario as SocketScenario).ops.length).toBeLessThanOrEqual(5);
+  }, 60_000);
+});
+
+/**
+ * Pool-backed receives through a pool of one buffer (CP-POOL-005's story): the first takes the buffer, the
+ * second finds the pool empty at once (pool-exhausted, nothing read), acquire on the bound pool is invalid,
+ * after the release the next one gets the following bytes, and a buffer given back cannot be released again.
+ */
+const pooledStory: SocketScenario = {
+  suite: 'sockets',
+  ops: [
+    { op: 'listen' },
+    { op: 'connect', l: 0 },
+    { op: 'pool', bufferSize: 64, count: 1 },
+    { op: 'send', s: 0, size: 100 },
+    { op: 'pump', ms: 50 },
+    { op: 'recvPooled', s: 1, p: 0, length: 10 },
+    { op: 'pump', ms: 50 },
+    { op: 'recvPooled', s: 1, p: 0, length: 4096 },
+    { op: 'pump', ms: 50 },
+    { op: 'acquire', p: 0 },
+    { op: 'release', p: 0, b: 0, kind: 'held' },
+    { op: 'recvPooled', s: 1, p: 0, length: 4096 },
+    { op: 'pump', ms: 50 },
+    { op: 'release', p: 0, b: 0, kind: 'held' },
+    { op: 'release', p: 0, b: 0, kind: 'double' },
+    { op: 'stats', p: 0 },
+  ],
+};
+
+describe('pool-backed receives in the sockets fuzzer', () => {
+  const story: Array<[string, () => Promise<Target>]> = [
+    ['model', async () => createModelTarget()],
+    ['native:epoll', () => createNativeTarget({ backend: 'epoll' })],
+    ['native:uring', () => createNativeTarget({ backend: 'uring' })],
+  ];
+  for (const [name, make] of story) {
+    test(`${name}: a pool of one buffer runs dry and refills, every byte in order`, async () => {
+      const t = await make();
+      try {
+        const st = await runSocketScenario(t, pooledStory);
+        expect(st.completions['recvPooled:ok'], JSON.stringify(st.completions)).toBeGreaterThanOrEqual(2);
+        expect(st.completions['recvPooled:pool-exhausted'], JSON.stringify(st.completions)).toBe(1);
+        expect(st.bytesReceived).toBeGreaterThan(10);
+      } finally {
+        await t.dispose();
+      }
+    });
+  }
+
+  test('a pool-backed receive that loses its bytes, reporting pool-exhausted on the last buffer, is caught and shrunk', async () => {
+    const r = await fuzzSuite('sockets', { target: 'model-broken-pool', makeTarget: async () => exhaustedOnLastBuffer(createModelTarget()), runs: 300, seed: 9, saveDir: save(), quietMs: 150 });
+    expect(r.failed).toBe(true);
+    expect(r.repro!.error).toMatch(/pool-exhausted, but at most 0 of pool \d+'s \d+ buffers were in use/);
+    const ops = (r.repro!.scenario as SocketScenario).ops;
+    // listen, connect, pool, send, recvPooled (and at most a couple of steps more).
+    expect(ops.length, JSON.stringify(ops)).toBeLessThanOrEqual(7);
+    for (const k of ['pool', 'send', 'recvPooled']) expect(ops.some((o) => o.op === k), `${k} in ${JSON.stringify(ops)}`).toBe(true);
+    const saved = readRepro(r.reproFile!);
+    await expect(replay(exhaustedOnLastBuffer(createModelTarget()), saved)).rejects.toThrow(/pool-exhausted, but/);
+    for (const [, make] of targets) {
+      const t = await make();
+      try {
+        await expect(replay(t, saved)).resolves.toBeUndefined();
+      } finally {
+        await t.dispose();
+      }
+    }
   }, 60_000);
 });
 
