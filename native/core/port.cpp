@@ -3,6 +3,7 @@
 // spins on briefly, then a condition variable it sleeps on), so the releaser chooses exactly which thread
 // wakes: the top of the LIFO stack, handing it its packets directly.
 #include "port.h"
+#include "spin.h"
 
 #include <algorithm>
 #include <atomic>
@@ -16,34 +17,12 @@
 #include <sched.h>
 #endif
 
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
-#include <immintrin.h>
-#define CPSPEC_CPU_RELAX() _mm_pause()
-#elif defined(__aarch64__) || defined(__arm__)
-#define CPSPEC_CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPSPEC_CPU_RELAX() ((void)0)
-#endif
 
 namespace cpspec {
 
-namespace {
-
-
-// How a waiter spins on its own state before it goes to sleep. Spinning lets a consumer that is released
-// within a few microseconds skip the sleep/wake system calls (and, in a virtual machine, the cost of waking
-// an idle virtual CPU). How it spins depends on the CPUs the calling thread may run on (its affinity mask on
-// Linux, the machine's hardware threads elsewhere), decided once per thread:
-// - several: a busy loop on the state (pause);
-// - one (a pinned server, a cpuset of one CPU): the thread that will release the waiter needs that same
-//   CPU, so a busy loop only takes it from the producer it waits for (profiled: 48% of a pinned io_uring
-//   echo server's CPU went there). Such a waiter yields instead (sched_yield): the producer runs at once if
-//   it is runnable, and the CPU stays busy only while there is nothing else to run.
-struct SpinPolicy {
-  std::chrono::nanoseconds time{0};
-  bool yield = false;
-};
-const SpinPolicy& spin_policy() {
+// The spin policy (spin.h), decided once per thread from the CPUs it may run on: its affinity mask on Linux,
+// the machine's hardware threads elsewhere.
+const SpinPolicy& this_thread_spin_policy() noexcept {
   thread_local const SpinPolicy p = [] {
     unsigned cpus = std::thread::hardware_concurrency();
 #if defined(__linux__)
@@ -58,6 +37,8 @@ const SpinPolicy& spin_policy() {
   }();
   return p;
 }
+
+namespace {
 
 enum : int { kWaiting = 0, kReleased = 1, kClosed = 2 };
 
@@ -296,7 +277,7 @@ DequeueKind Port::dequeue_many(Packet* out, std::size_t max, std::size_t& n, std
   const clock::time_point deadline = infinite ? clock::time_point::max() : clock::now() + std::chrono::milliseconds(timeout_ms);
 
   int st = kWaiting;
-  if (const SpinPolicy& sp = spin_policy(); sp.time.count() > 0) {
+  if (const SpinPolicy& sp = this_thread_spin_policy(); sp.time.count() > 0) {
     const clock::time_point spin_end = clock::now() + sp.time;
     // While it spins, the waiter drives the port's idle source (if any): the completions it finds are
     // posted here and, this waiter being the top of the stack, mostly handed to it.
@@ -308,13 +289,8 @@ DequeueKind Port::dequeue_many(Packet* out, std::size_t max, std::size_t& n, std
         st = w.state.load(std::memory_order_acquire);
         if (st != kWaiting) break;
       }
-      if (sp.yield) {
-        std::this_thread::yield();
-        if (clock::now() >= spin_end) break;
-      } else {
-        CPSPEC_CPU_RELAX();
-        if ((driving || (i & 15) == 0) && clock::now() >= spin_end) break;
-      }
+      spin_pause(sp);
+      if ((sp.yield || driving || (i & 15) == 0) && clock::now() >= spin_end) break;
     }
     // Hand the source back to the back-end's thread when nobody will drive it: this waiter goes to sleep,
     // or it goes to run its packets while other waiters of the port sleep (their completions must not

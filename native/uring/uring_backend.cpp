@@ -93,6 +93,7 @@
 
 #include "backend.h"
 #include "sockets_common.h"
+#include "spin.h"
 
 namespace cpspec {
 namespace {
@@ -1025,6 +1026,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     }
     Sock& s = *sp;
     s.req[r.side] = 0;
+    if (last_port_ != s.port) last_port_ = s.port;
     if (r.carry) {  // a buffer taken for bytes in carry: they stay in carry whatever became of it
       if (s.abort[r.side] || s.closing || res == -ECANCELED) {
         if ((flags & IORING_CQE_F_BUFFER) != 0) r.ring->recycle(flags >> IORING_CQE_BUFFER_SHIFT);
@@ -1258,6 +1260,36 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     complete(s, std::move(op), st, err, bytes);
   }
 
+  // Before the completion thread sleeps in io_uring_enter: a short spin (spin.h) that keeps entering the
+  // kernel without waiting, so task work for our requests (a receive whose bytes just arrived) runs and its
+  // completion is there without a sleep and a wake-up. Measured at 1 connection on one server CPU: echo
+  // round trips 58-62 -> 45-47 us (p50), p99 87-120 -> 69-74 us.
+  static constexpr unsigned kSpinBatch = 2;
+  // Only while the ring is lightly loaded (the last reap found at most kSpinBatch completions) and nothing is
+  // queued on the port its last completion went to: the workers are not behind. Otherwise a spinning
+  // completion thread shares a busy worker's CPU and, being runnable rather than woken, loses the wake-up
+  // preemption that gets its task work done promptly (measured: p99 at 64 connections 280 -> up to
+  // 800-1000 us when it spun regardless).
+  bool worth_spinning() {
+    if (last_batch_ > kSpinBatch) return false;
+    std::shared_ptr<Port> p;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      p = last_port_;
+    }
+    return p && p->queued() == 0;
+  }
+  void spin_for_completions() {
+    const SpinPolicy& sp = this_thread_spin_policy();
+    if (sp.time.count() == 0) return;
+    const auto end = std::chrono::steady_clock::now() + sp.time;
+    do {
+      io_uring_get_events(&ring_);
+      if (io_uring_cq_ready(&ring_) > 0) return;
+      spin_pause(sp);
+    } while (std::chrono::steady_clock::now() < end);
+  }
+
   void loop() {
     t_is_reaper = true;
     {
@@ -1267,6 +1299,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     }
     for (;;) {
       io_uring_cqe* cqe = nullptr;
+      if (io_uring_cq_ready(&ring_) == 0 && worth_spinning()) spin_for_completions();
       const int rc = io_uring_wait_cqe(&ring_, &cqe);
       Locked g(*this);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -ETIME && rc != -EBUSY) {
@@ -1281,6 +1314,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         ++n;
       }
       io_uring_cq_advance(&ring_, n);
+      last_batch_ = n;
       if (!retry_.empty()) {
         std::unordered_set<SocketId> r;
         r.swap(retry_);
@@ -1310,6 +1344,8 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
   bool ring_ok_ = false;
   bool cancel_fd_ = false;
   int efd_ = -1;                // wakes the completion thread (see submit_now)
+  unsigned last_batch_ = 0;     // CQEs the completion thread's last reap found (worth_spinning)
+  std::shared_ptr<Port> last_port_;  // under mu_: the port of the socket of the last CQE reaped
   int zero_fd_ = -1;            // /dev/zero: buffer-select reads take a ring buffer for carry (Req::carry)
   bool wake_pending_ = false;   // efd_ written, the completion thread has not seen it yet
   bool wake_armed_ = false;     // its POLL_ADD is in the kernel
