@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest';
 import type { Target } from '../../reference/src/target.ts';
 import { createModelTarget } from '../../reference/src/model/index.ts';
 import { createNativeTarget } from '../../native/js/target.ts';
-import { fuzzSuite, readRepro, replay } from '../../fuzz/cli.ts';
+import { fuzzSuite, readRepro, replay, type Repro } from '../../fuzz/cli.ts';
 import {
   allowancesFor,
   dropAbortedRecvOnClose,
@@ -27,6 +27,18 @@ const targets: Array<[string, () => Promise<Target>]> = [
   ['model', async () => createModelTarget()],
   ['native', () => createNativeTarget()],
 ];
+
+/** A saved repro of a deliberately broken target replays clean on every good one. */
+async function passesOnGoodTargets(saved: Repro): Promise<void> {
+  for (const [, make] of targets) {
+    const t = await make();
+    try {
+      await expect(replay(t, saved)).resolves.toBeUndefined();
+    } finally {
+      await t.dispose();
+    }
+  }
+}
 
 describe('sockets fuzzer on good targets', () => {
   for (const [name, make] of targets) {
@@ -79,14 +91,7 @@ describe('sockets fuzzer on a deliberately broken target', () => {
     const saved = readRepro(r.reproFile!);
     expect(saved.suite).toBe('sockets');
     await expect(replay(dropAbortedRecvOnClose(createModelTarget()), saved)).rejects.toThrow(/never completed/);
-    for (const [, make] of targets) {
-      const t = await make();
-      try {
-        await expect(replay(t, saved)).resolves.toBeUndefined();
-      } finally {
-        await t.dispose();
-      }
-    }
+    await passesOnGoodTargets(saved);
   }, 60_000);
 
   test('the same bug under the native target is caught too', async () => {
@@ -154,14 +159,7 @@ describe('pool-backed receives in the sockets fuzzer', () => {
     for (const k of ['pool', 'send', 'recvPooled']) expect(ops.some((o) => o.op === k), `${k} in ${JSON.stringify(ops)}`).toBe(true);
     const saved = readRepro(r.reproFile!);
     await expect(replay(exhaustedOnLastBuffer(createModelTarget()), saved)).rejects.toThrow(/pool-exhausted, but/);
-    for (const [, make] of targets) {
-      const t = await make();
-      try {
-        await expect(replay(t, saved)).resolves.toBeUndefined();
-      } finally {
-        await t.dispose();
-      }
-    }
+    await passesOnGoodTargets(saved);
   }, 60_000);
 });
 
