@@ -830,27 +830,12 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
             submit_now();
             return;
           }
-          if (n > 0) {
-            if (s.rbuf_used) {
-              buf.assign(into, into + n);
-            } else {
-              buf = std::move(o.data);
-              buf.resize(static_cast<std::size_t>(n));
-            }
-            bytes = static_cast<std::uint32_t>(n);
-          } else if (n == 0) {
-            s.eof = true;
-            st = Status::eof;
-          } else {
-            err = errno;
-            fail_sticky(s, err);
-            st = sockets::status_from_errno(err);
-          }
-        } else {
-          err = injected;
-          fail_sticky(s, err);
-          st = sockets::status_from_errno(err);
+          finish_recv(s, n < 0 ? -errno : n);
+          continue;
         }
+        err = injected;
+        fail_sticky(s, err);
+        st = sockets::status_from_errno(err);
       }
       std::unique_ptr<Op> op = std::move(s.rq.front());
       s.rq.pop_front();
@@ -1121,6 +1106,16 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
 
   void on_recv(Sock& s, int res) {
     if (s.rq.empty()) return;
+    if (res == -EINTR || res == -EAGAIN) {
+      if (s.faults.recv_calls > 0) --s.faults.recv_calls;  // nothing happened; process() resubmits
+      return;
+    }
+    finish_recv(s, res);
+  }
+
+  // Under mu_: completes the plain recv at the head of s.rq whose call (inline or the kernel's) returned res:
+  // bytes (in s.rbuf or the op's own buffer, see process_recvs), 0 = end of stream, or -errno.
+  void finish_recv(Sock& s, ssize_t res) {
     Status st = Status::ok;
     int err = 0;
     std::uint32_t bytes = 0;
@@ -1142,11 +1137,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
         st = Status::eof;
       }
     } else {
-      err = -res;
-      if (err == EINTR || err == EAGAIN) {
-        if (s.faults.recv_calls > 0) --s.faults.recv_calls;  // nothing happened; process() resubmits
-        return;
-      }
+      err = static_cast<int>(-res);
       fail_sticky(s, err);
       st = sockets::status_from_errno(err);
     }
@@ -1154,6 +1145,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     s.rq.pop_front();
     complete(s, std::move(op), st, err, bytes, 0, &buf);
   }
+
 
   void on_pooled_recv(Sock& s, int res, unsigned flags, BufRing& ring) {
     if (s.rq.empty()) return;
