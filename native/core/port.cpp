@@ -17,7 +17,6 @@
 #include <sched.h>
 #endif
 
-
 namespace cpspec {
 
 // The spin policy (spin.h), decided once per thread from the CPUs it may run on: its affinity mask on Linux,
