@@ -459,12 +459,12 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock>, priv
       } else {
         if (!s.rd_ready && !s.faults.fails_next(false)) return;
         const int injected = s.faults.on_call(false);
+        const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk));
         ssize_t n;
         if (injected != 0) {
           n = -1;
           err = injected;
         } else {
-          const std::size_t want = s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk));
           if (want <= scratch_.size()) {  // the usual case: no allocation unless bytes came
             n = ::recv(s.fd, scratch_.data(), want, 0);
             err = n < 0 ? errno : 0;
@@ -480,9 +480,7 @@ class EpollBackend final : public sockets::BackendCore<EpollBackend, Sock>, priv
           bytes = static_cast<std::uint32_t>(n);
           // A TCP recv returns fewer bytes than asked only when it emptied the receive queue, and every
           // arrival after that raises a new edge: the next recv waits for it instead of finding EAGAIN.
-          if (injected == 0 && s.short_read_drains &&
-              static_cast<std::size_t>(n) < s.faults.cap(std::min<std::size_t>(o.length, kMaxRecvChunk)))
-            s.rd_ready = false;
+          if (injected == 0 && s.short_read_drains && static_cast<std::size_t>(n) < want) s.rd_ready = false;
         } else if (n == 0) {
           s.eof = true;
           st = Status::eof;

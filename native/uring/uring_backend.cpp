@@ -1085,13 +1085,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
       if (n > 0) {
         st = Status::ok;
       } else if (n == 0) {
-        if (s.error != 0) {
-          err = s.error;
-          st = sockets::status_from_errno(err);
-        } else {
-          s.eof = true;
-          st = Status::eof;
-        }
+        end_of_stream(s, st, err);
       } else {
         err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;  // spurious: process() re-arms
@@ -1102,6 +1096,18 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     std::unique_ptr<Op> op = std::move(s.rq.front());
     s.rq.pop_front();
     complete(s, std::move(op), st, err, 0);
+  }
+
+  // Under mu_: a receive (or probe) on s found the end of the stream. It reports the connection error
+  // already seen on s, if any (the kernel says 0 after the first error), else eof, which becomes sticky.
+  static void end_of_stream(Sock& s, Status& st, int& err) {
+    if (s.error != 0) {
+      err = s.error;
+      st = sockets::status_from_errno(err);
+    } else {
+      s.eof = true;
+      st = Status::eof;
+    }
   }
 
   void on_recv(Sock& s, int res) {
@@ -1129,13 +1135,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
       }
       bytes = static_cast<std::uint32_t>(res);
     } else if (res == 0) {
-      if (s.error != 0) {
-        err = s.error;
-        st = sockets::status_from_errno(err);
-      } else {
-        s.eof = true;
-        st = Status::eof;
-      }
+      end_of_stream(s, st, err);
     } else {
       err = static_cast<int>(-res);
       fail_sticky(s, err);
@@ -1166,13 +1166,7 @@ class UringBackend final : public sockets::BackendCore<UringBackend, Sock> {
     } else {
       if (has_buffer) ring.recycle(bid);
       if (res == 0) {
-        if (s.error != 0) {
-          err = s.error;
-          st = sockets::status_from_errno(err);
-        } else {
-          s.eof = true;
-          st = Status::eof;
-        }
+        end_of_stream(s, st, err);
       } else if (res == -ENOBUFS) {  // the ring was empty when the kernel attempted the receive
         if (s.faults.recv_calls > 0) --s.faults.recv_calls;
         o.pool->note_exhausted();
